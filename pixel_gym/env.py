@@ -1,0 +1,205 @@
+"""`PixelVQAEnv`: one visual question per episode; pixel operations as actions; correctness plus curiosity as reward."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from pixel_gym import prompts
+from pixel_gym.actions import action_to_text, from_structured, structured_action_space
+from pixel_gym.budgets import Budgets, resolve_budgets
+from pixel_gym.episode import Episode, text_message
+from pixel_gym.executor import Limits, execute
+from pixel_gym.reward import CuriosityConfig, RewardParts, RunningRaPR, score_answer, shape_reward
+from pixel_gym.spaces import ChatHistory, RGBImage, UnicodeText
+from pixel_gym.tasks import ImageLoadError, Task
+
+logger = logging.getLogger(__name__)
+MAX_TASK_RETRIES = 8
+
+
+class PixelVQAEnv(gym.Env):
+    """A visual question answered through pixel-space reasoning.
+
+    Observation (`spaces.Dict`): "images" (every view shown so far, uint8 HxWx3, in the order the model saw them;
+    `target_image` k refers to images[k-1]), "question" (the question text with options), "messages" (the chat so
+    far in Qwen2.5-VL / OpenAI style, images inline as arrays).
+    Action: a model's text turn (str), or a `(kind, value)` sample of the `OneOf` action space (0 text, 1 zoom box
+    normalized + image index, 2 frame mask, 3 answer), or a `pixel_gym.actions` dataclass.
+    Reward: 0 until the episode ends; then correctness (task metric) + curiosity bonus + op penalty.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
+
+    def __init__(
+        self,
+        suite: str = "fine_detail",
+        tasks: Sequence[Task] | None = None,
+        split: str = "train",
+        size: int = 1000,
+        suite_kwargs: dict[str, Any] | None = None,
+        budgets: Budgets | str = "compact",
+        max_turns: int = 6,
+        max_ops: int = 4,
+        max_images: int = 16,
+        padding: float = 0.1,
+        num_shown_frames: int = 16,
+        curiosity: CuriosityConfig | dict[str, Any] | None = None,
+        rapr_window: int = 8,
+        system_prompt: str | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if max_turns < 1:
+            raise ValueError("max_turns must be >= 1")
+        self.tasks: Sequence[Task] = tasks if tasks is not None else _suite_tasks(suite, size, split, suite_kwargs)
+        if len(self.tasks) == 0:
+            raise ValueError("the task collection is empty")
+        self.budgets = resolve_budgets(budgets)
+        self.limits = Limits(max_ops, max_images, padding=padding)
+        self.max_turns = max_turns
+        self.num_shown_frames = num_shown_frames
+        self.curiosity = CuriosityConfig(**curiosity) if isinstance(curiosity, dict) else curiosity or CuriosityConfig()
+        self.running_rapr = RunningRaPR(rapr_window)
+        self.system_prompt = system_prompt
+        self.render_mode = render_mode
+        self.observation_space = spaces.Dict(
+            {"images": spaces.Sequence(RGBImage(), stack=False), "question": UnicodeText(), "messages": ChatHistory()}
+        )
+        self.action_space = structured_action_space(max_images, max(num_shown_frames, 1))
+        self.episode: Episode | None = None
+
+    # ------------------------------------------------------------------------------------------ gym API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        skipped: list[str] = []
+        if "task" in options or "index" in options:
+            self.episode = self._start(options["task"] if "task" in options else self.tasks[int(options["index"])])
+        else:
+            self.episode = self._start_sampled(skipped)
+        info = self._info()
+        if skipped:
+            info["skipped_tasks"] = skipped
+        return self._observation(), info
+
+    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        episode = self._require_episode()
+        if episode.answer is not None:
+            raise RuntimeError("the episode has ended; call reset() before step()")
+        parsed = from_structured(action)
+        episode.turns += 1
+        episode.messages.append(text_message("assistant", _assistant_text(action, parsed)))
+        feedback = execute(parsed, episode, self.limits)
+        if feedback.parts:
+            episode.messages.append({"role": "user", "content": feedback.parts})
+        terminated = feedback.answer is not None
+        truncated = not terminated and episode.turns >= self.max_turns
+        reward, info = 0.0, self._info()
+        info["last_error"] = feedback.error
+        if terminated or truncated:
+            episode.answer = feedback.answer if terminated else ""
+            parts = self._final_reward(episode)
+            reward = parts.total
+            info.update(self._final_info(episode, parts))
+        return self._observation(), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        from pixel_gym.render import render_episode
+
+        return render_episode(self._require_episode())
+
+    # ----------------------------------------------------------------------------------------- internals
+
+    def _start(self, task: Task) -> Episode:
+        system = self.system_prompt if self.system_prompt is not None else prompts.system_prompt(
+            prompts.tools_for(task.is_video)
+        )
+        return Episode.start(task, self.budgets, system, self.num_shown_frames)
+
+    def _start_sampled(self, skipped: list[str]) -> Episode:
+        for _ in range(MAX_TASK_RETRIES):
+            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
+            try:
+                return self._start(task)
+            except ImageLoadError as error:
+                logger.warning("skipping task %s: %s", task.id, error)
+                skipped.append(task.id)
+        raise ImageLoadError(f"{MAX_TASK_RETRIES} sampled tasks in a row failed to load: {skipped}")
+
+    def _final_reward(self, episode: Episode) -> RewardParts:
+        correctness = score_answer(episode.answer or "", episode.task) if episode.answer else 0.0
+        rate = self.running_rapr.update(episode.task.id, episode.num_ops > 0)
+        return shape_reward(
+            correctness, episode.num_ops, rate, self.curiosity, episode.task.is_video, episode.last_op_failed
+        )
+
+    def _final_info(self, episode: Episode, parts: RewardParts) -> dict[str, Any]:
+        return {
+            "answer": episode.answer,
+            "correctness": parts.correctness,
+            "reward_parts": asdict(parts),
+            "rapr": self.running_rapr.current(episode.task.id),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        episode = self._require_episode()
+        return {
+            "task_id": episode.task.id,
+            "turn": episode.turns,
+            "num_ops": episode.num_ops,
+            "num_tool_calls": len(episode.ops),
+            "num_errors": episode.num_errors,
+            "used_pixel_op": episode.num_ops > 0,
+        }
+
+    def _observation(self) -> dict[str, Any]:
+        episode = self._require_episode()
+        copies = {id(view.array): view.array.copy() for view in episode.views}  # fresh data on every call
+        return {
+            "images": tuple(copies[id(view.array)] for view in episode.views),
+            "question": episode.task.prompt_text(),
+            "messages": [_copy_message(m, copies) for m in episode.messages],
+        }
+
+    def _require_episode(self) -> Episode:
+        if self.episode is None:
+            raise RuntimeError("call reset() before using the environment")
+        return self.episode
+
+
+def _copy_message(message: dict[str, Any], copies: dict[int, np.ndarray]) -> dict[str, Any]:
+    """A new message dict whose image parts point at this observation's image copies."""
+    content = [
+        {"type": "image", "image": copies[id(part["image"])]} if part["type"] == "image" else dict(part)
+        for part in message["content"]
+    ]
+    return {"role": message["role"], "content": content}
+
+
+def _suite_tasks(suite: str, size: int, split: str, suite_kwargs: dict[str, Any] | None) -> Sequence[Task]:
+    from pixel_gym.suites import make_suite  # generators load only when an env uses a built-in suite
+
+    return make_suite(suite, size=size, split=split, **(suite_kwargs or {}))
+
+
+def _assistant_text(raw: Any, parsed: Any) -> str:
+    """What goes into the chat history for an action: the model's own text, or the text a structured action means."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], str) and raw[0] == 0:
+        return raw[1]
+    return action_to_text(parsed)
+
