@@ -1,0 +1,133 @@
+"""From the environment's chat history to model inputs: processor loading, chat templating and batching.
+
+The same functions serve generation and the later log-prob recomputation, so both see identical token ids,
+pixels and (for Qwen2.5-VL) 3D rope positions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoProcessor, BatchFeature, ProcessorMixin, Qwen2_5_VLProcessor
+
+TOKEN_KEYS = ("input_ids", "attention_mask")
+
+
+class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL's processor without its video processor (which needs torchvision); images are unchanged.
+
+    Only the image tokens are expanded, exactly as by `Qwen2_5_VLProcessor`; `videos=` is not supported.
+    """
+
+    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+def load_processor(name_or_path: str | os.PathLike, **kwargs: Any) -> ProcessorMixin:
+    """`AutoProcessor.from_pretrained`; Qwen2.5-VL falls back to images only where torchvision is missing."""
+    try:
+        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
+    except (ImportError, ValueError) as error:
+        if "torchvision" not in str(error).lower():
+            raise
+        return ImageOnlyQwen2_5_VLProcessor.from_pretrained(name_or_path, **kwargs)
+
+
+def to_pil(image: Any) -> Image.Image:
+    """An RGB PIL image from a (H, W, 3) uint8 array or a PIL image."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"images must be (H, W, 3) uint8 arrays, got {array.dtype} {array.shape}")
+    return Image.fromarray(array)
+
+
+def conversation_images(messages: Sequence[Mapping[str, Any]]) -> list[Image.Image]:
+    """The images of a chat, in the order the chat template places their placeholders."""
+    return [to_pil(part["image"]) for message in messages for part in _parts(message) if _is_image(part)]
+
+
+def render_messages(processor: ProcessorMixin, messages: Sequence[Mapping[str, Any]],
+                    add_generation_prompt: bool = True, tools: list[dict[str, Any]] | None = None) -> str:
+    """The chat template's text for `messages` (image parts become the model's image placeholders)."""
+    skeleton = [{**message, "content": _skeleton(message)} for message in messages]
+    return processor.apply_chat_template(
+        skeleton, tokenize=False, add_generation_prompt=add_generation_prompt, tools=tools
+    )
+
+
+def messages_to_model_inputs(processor: ProcessorMixin, messages: Sequence[Mapping[str, Any]],
+                             add_generation_prompt: bool = True,
+                             tools: list[dict[str, Any]] | None = None) -> BatchFeature:
+    """Processor inputs (batch of one) for the env's `messages`: input_ids, attention_mask, pixel_values..."""
+    text = render_messages(processor, messages, add_generation_prompt, tools)
+    images = conversation_images(messages)
+    features = processor(text=[text], images=images or None, return_tensors="np")  # "pt" warns under numpy 2
+    return BatchFeature(dict(features), tensor_type="pt")
+
+
+def stack_inputs(samples: Sequence[Mapping[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Batch per-sample inputs: token-aligned `[1, L]` tensors are left-padded, the rest (pixel_values,
+    image_grid_thw, ...) concatenated along dim 0 in sample order (samples without images add nothing)."""
+    lengths = [sample["input_ids"].shape[-1] for sample in samples]
+    width = max(lengths)
+    keys = dict.fromkeys(key for sample in samples for key in sample)
+    batch: dict[str, torch.Tensor] = {}
+    for key in keys:
+        values = [sample[key] for sample in samples if key in sample]
+        if len(values) == len(samples) and _is_token_aligned(values, lengths):
+            fill = pad_token_id if key == "input_ids" else 0
+            batch[key] = torch.cat([_left_pad(value, width, fill) for value in values])
+        elif key in TOKEN_KEYS:
+            raise ValueError(f"every sample needs a [1, length] {key!r}")
+        else:
+            batch[key] = torch.cat(values)
+    return batch
+
+
+def extend_sample(sample: Mapping[str, torch.Tensor], token_ids: Sequence[int]) -> dict[str, torch.Tensor]:
+    """`sample` with `token_ids` appended: attention 1, other token-aligned tensors (mm_token_type_ids) 0."""
+    length = sample["input_ids"].shape[-1]
+    extra = torch.tensor([list(token_ids)], dtype=sample["input_ids"].dtype)
+    extended = {}
+    for key, value in sample.items():
+        if key == "input_ids":
+            extended[key] = torch.cat([value, extra], dim=-1)
+        elif _is_token_aligned([value], [length]):
+            tail = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
+            extended[key] = torch.cat([value, tail.to(value.dtype)], dim=-1)
+        else:
+            extended[key] = value
+    return extended
+
+
+def _is_token_aligned(values: Sequence[torch.Tensor], lengths: Sequence[int]) -> bool:
+    return all(value.ndim == 2 and value.shape == (1, length) for value, length in zip(values, lengths))
+
+
+def _left_pad(value: torch.Tensor, width: int, fill: int) -> torch.Tensor:
+    pad = value.new_full((1, width - value.shape[-1]), fill)
+    return torch.cat([pad, value], dim=-1)
+
+
+def _parts(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = message.get("content")
+    return [] if isinstance(content, str) or content is None else list(content)
+
+
+def _is_image(part: Mapping[str, Any]) -> bool:
+    return part.get("type") == "image"
+
+
+def _skeleton(message: Mapping[str, Any]) -> Any:
+    content = message.get("content")
+    if isinstance(content, str) or content is None:
+        return content
+    return [{"type": "image"} if _is_image(part) else dict(part) for part in content]

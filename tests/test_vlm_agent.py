@@ -1,0 +1,181 @@
+"""VLMAgent on the real tiny Qwen2.5-VL: batched generation, stopping, determinism and log-prob consistency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+
+from agents.chat import extend_sample, load_processor, messages_to_model_inputs, stack_inputs
+from agents.vlm import Turn, VLMAgent, sequence_logprobs, turns_to_batch
+from pixel_gym import prompts
+from pixel_gym.actions import Answer, ZoomIn, format_tool_call, parse_turn
+
+TOOL_TURN = "The sign is too small.\n" + format_tool_call(
+    "crop_image_normalized", {"bbox_2d": [0.1, 0.2, 0.5, 0.6], "target_image": 1}
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two cores shared with other jobs: one torch thread is much faster than two contending ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_model_path: Path) -> VLMAgent:
+    return VLMAgent(tiny_model_path, max_new_tokens=12, temperature=1.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained_agent(tiny_model_path: Path) -> VLMAgent:
+    """The tiny model fine-tuned (through `sequence_logprobs`) to answer observation 0 with a tool call and
+    observation 1 with a boxed answer; greedy decoding."""
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_path)
+    processor = load_processor(tiny_model_path)
+    tokenizer = processor.tokenizer
+    targets = [tokenizer.encode(text, add_special_tokens=False) for text in (TOOL_TURN, "\\boxed{3}<|im_end|>")]
+    samples = [messages_to_model_inputs(processor, observation(i)["messages"]) for i in range(2)]
+    inputs = stack_inputs([extend_sample(s, t) for s, t in zip(samples, targets)], tokenizer.pad_token_id)
+    mask = torch.zeros(inputs["input_ids"].shape, dtype=torch.bool)
+    for row, target in enumerate(targets):
+        mask[row, -len(target):] = True
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(150):
+        loss = -sequence_logprobs(model, inputs, mask).sum() / mask.sum()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if loss.item() < 0.02:
+            break
+    assert loss.item() < 0.02
+    return VLMAgent(model, processor=processor, max_new_tokens=64, temperature=0.0, device="cpu")
+
+
+def image(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def observation(index: int) -> dict:
+    """Env-style observations of different lengths; 2 has two images and a tool result."""
+    system = {"role": "system", "content": [{"type": "text", "text": prompts.system_prompt(prompts.tools_for(False))}]}
+    questions = ["What is written on the sign?", "How many dogs are there?", "What color is the car?"]
+    sizes = [(224, 224), (112, 168), (168, 280)]
+    user = {"role": "user", "content": [
+        {"type": "image", "image": image(*sizes[index], index)},
+        {"type": "text", "text": f"{questions[index]}\n{prompts.ANSWER_INSTRUCTION}"},
+    ]}
+    messages = [system, user]
+    if index == 2:
+        messages += [
+            {"role": "assistant", "content": [{"type": "text", "text": TOOL_TURN}]},
+            {"role": "user", "content": [{"type": "text", "text": prompts.crop_result_text(112, 84)},
+                                         {"type": "image", "image": image(84, 112, 7)}]},
+        ]
+    return {"messages": messages}
+
+
+def observations() -> list[dict]:
+    return [observation(i) for i in range(3)]
+
+
+def test_batch_generation_with_left_padding(agent: VLMAgent) -> None:
+    torch.manual_seed(0)
+    turns = agent.act_batch(observations())
+    assert len(turns) == 3
+    prompts_alone = [messages_to_model_inputs(agent.processor, o["messages"]) for o in observations()]
+    assert len({len(turn.prompt_ids) for turn in turns}) == 3
+    for turn, alone in zip(turns, prompts_alone):
+        assert isinstance(turn, Turn)
+        assert turn.prompt_ids == alone["input_ids"][0].tolist()  # no padding inside a turn
+        assert 1 <= len(turn.response_ids) <= 12 and len(turn.response_logprobs) == len(turn.response_ids)
+        assert all(logprob <= 0 for logprob in turn.response_logprobs)
+        assert torch.equal(turn.model_inputs["pixel_values"], alone["pixel_values"])
+        assert turn.finish_reason in ("length", "stop", "tool_call")
+        assert turn.finish_reason != "length" or len(turn.response_ids) == 12
+    assert turns[2].model_inputs["image_grid_thw"].shape == (2, 3)
+    assert isinstance(agent.act(observation(0)), str)
+
+
+def test_sampling_is_deterministic_for_a_seed(agent: VLMAgent) -> None:
+    def sample(seed: int) -> list[list[int]]:
+        torch.manual_seed(seed)
+        return [turn.response_ids for turn in agent.act_batch(observations())]
+
+    assert sample(3) == sample(3)
+    assert sample(3) != sample(4)
+
+
+def test_greedy_decoding_picks_the_argmax(agent: VLMAgent) -> None:
+    agent.temperature = 0.0
+    try:
+        turns = agent.act_batch(observations()[:2])
+        assert [t.response_ids for t in turns] == [t.response_ids for t in agent.act_batch(observations()[:2])]
+    finally:
+        agent.temperature = 1.0
+    batch = turns_to_batch(turns, agent.pad_token_id)
+    with torch.no_grad():
+        logits = agent.model(**batch.inputs).logits
+    for row, turn in enumerate(turns):
+        length = len(turn.response_ids)
+        assert logits[row, -length - 1:-1].argmax(-1).tolist() == turn.response_ids
+
+
+def test_generation_logprobs_match_recomputed_logprobs(agent: VLMAgent) -> None:
+    agent.temperature, agent.top_p = 0.7, 0.9  # logprobs stay those of the raw (temperature 1) distribution
+    try:
+        torch.manual_seed(1)
+        turns = agent.act_batch(observations())
+    finally:
+        agent.temperature, agent.top_p = 1.0, 1.0
+    batch = agent.turn_batch(turns)
+    recomputed = sequence_logprobs(agent.model, batch.inputs, batch.response_mask)
+    torch.testing.assert_close(recomputed, batch.sampled_logprobs, atol=1e-4, rtol=0)
+    full = sequence_logprobs(agent.model, batch.inputs)  # without the mask: every position scored
+    torch.testing.assert_close(full[batch.response_mask], batch.sampled_logprobs[batch.response_mask],
+                               atol=1e-4, rtol=0)
+    recomputed.sum().backward()
+    assert agent.model.lm_head.weight.grad.abs().sum() > 0
+    assert agent.model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
+    agent.model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_text_only_prompts_keep_logprobs_consistent(agent: VLMAgent, with_image: bool) -> None:
+    texts = ["Hello.", "What is the capital of the country shown on the large map in the picture?"]
+    batch_of = [[{"role": "user", "content": [{"type": "text", "text": text}]}] for text in texts]
+    if with_image:  # a text-only prompt batched with an image prompt
+        batch_of.append(observation(1)["messages"])
+    torch.manual_seed(2)
+    batch = agent.turn_batch(agent.act_batch(batch_of))
+    assert ("pixel_values" in batch.inputs) == with_image
+    with torch.no_grad():
+        recomputed = sequence_logprobs(agent.model, batch.inputs, batch.response_mask)
+    torch.testing.assert_close(recomputed, batch.sampled_logprobs, atol=1e-4, rtol=0)
+
+
+def test_stops_after_the_tool_call_and_keeps_its_text(trained_agent: VLMAgent) -> None:
+    tool_turn, answer_turn = trained_agent.act_batch(observations()[:2])
+    assert tool_turn.finish_reason == "tool_call"
+    assert tool_turn.text == TOOL_TURN
+    assert tool_turn.response_ids[-1] == trained_agent.tokenizer.convert_tokens_to_ids("</tool_call>")
+    assert parse_turn(tool_turn.text) == ZoomIn((0.1, 0.2, 0.5, 0.6), 1, "auto")
+    assert answer_turn.finish_reason == "stop"
+    assert answer_turn.text == "\\boxed{3}"
+    assert answer_turn.response_ids[-1] == trained_agent.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert parse_turn(answer_turn.text) == Answer("3")
+
+
+def test_batched_greedy_turns_equal_single_turns(trained_agent: VLMAgent) -> None:
+    batched = trained_agent.act_batch(observations())
+    for index, turn in enumerate(batched[:2]):
+        alone = trained_agent.act_batch([observation(index)])[0]
+        assert alone.response_ids == turn.response_ids
+        np.testing.assert_allclose(alone.response_logprobs, turn.response_logprobs, atol=1e-4)
