@@ -51,7 +51,9 @@ def test_last_tool_call_block_counts_and_unclosed_block_is_read() -> None:
 def test_arguments_as_json_string_and_python_dicts_are_accepted() -> None:
     openai_style = json.dumps({"name": "select_frames", "arguments": json.dumps({"target_frames": [2]})})
     assert parse_turn(f"<tool_call>{openai_style}</tool_call>") == SelectFrames((2,))
-    python_style = "<tool_call>{'name': 'crop_image_normalized', 'arguments': {'bbox_2d': [0, 0, 0.5, 0.5]}}</tool_call>"
+    python_style = (
+        "<tool_call>{'name': 'crop_image_normalized', 'arguments': {'bbox_2d': [0, 0, 0.5, 0.5]}}</tool_call>"
+    )
     assert parse_turn(python_style) == ZoomIn((0, 0, 0.5, 0.5), 1, "auto")
 
 
@@ -91,10 +93,14 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=10),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12),
-       st.sampled_from(["crop_image_normalized", "crop_image", "select_frames", "other"]))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    ),
+    st.sampled_from(["crop_image_normalized", "crop_image", "select_frames", "other"]),
+)
 def test_parser_never_raises_on_arbitrary_arguments(arguments: object, name: str) -> None:
     text = f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
     assert isinstance(parse_turn(text), (ZoomIn, SelectFrames, Answer, Invalid))

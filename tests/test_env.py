@@ -18,7 +18,9 @@ from pixel_gym.tasks import Box, ImageLoadError, ImageRef, Task
 
 
 def crop(bbox: list[float], target: int = 1) -> str:
-    return "Let me look closer.\n" + format_tool_call("crop_image_normalized", {"bbox_2d": bbox, "target_image": target})
+    return "Let me look closer.\n" + format_tool_call(
+        "crop_image_normalized", {"bbox_2d": bbox, "target_image": target}
+    )
 
 
 class CountingFactory:
@@ -35,8 +37,13 @@ class CountingFactory:
 
 def image_task(task_id: str = "t/0", image: object | None = None) -> Task:
     return Task(
-        task_id, "What colour is the tag?", ("B",), "choice", images=(image if image is not None else CountingFactory(),),
-        choices=("red", "blue"), target_boxes=(Box(100, 100, 160, 140),),
+        task_id,
+        "What colour is the tag?",
+        ("B",),
+        "choice",
+        images=(image if image is not None else CountingFactory(),),
+        choices=("red", "blue"),
+        target_boxes=(Box(100, 100, 160, 140),),
     )
 
 
@@ -69,7 +76,9 @@ def test_zoom_then_answer_flow_with_curiosity_reward() -> None:
     env = PixelVQAEnv(tasks=[image_task(image=factory)], curiosity=CuriosityConfig())
     obs, info = env.reset(seed=0)
     assert len(obs["images"]) == 1 and info["num_ops"] == 0
-    assert obs["messages"][0]["role"] == "system" and "crop_image_normalized" in obs["messages"][0]["content"][0]["text"]
+    assert (
+        obs["messages"][0]["role"] == "system" and "crop_image_normalized" in obs["messages"][0]["content"][0]["text"]
+    )
     obs, reward, terminated, truncated, info = env.step(crop([0.1, 0.1, 0.2, 0.2]))
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert len(obs["images"]) == 2 and info["num_ops"] == 1 and info["last_error"] == ""
@@ -177,8 +186,11 @@ def test_broken_images_are_skipped_when_sampling_and_reported_when_chosen(tmp_pa
     corrupt.write_bytes(b"not an image")
     good = io.BytesIO()
     Image.new("RGB", (640, 480)).save(good, format="PNG")
-    tasks = [image_task("bad", image=ImageRef(corrupt)), image_task("missing", image=str(tmp_path / "nope.png")),
-             image_task("good", image=good.getvalue())]
+    tasks = [
+        image_task("bad", image=ImageRef(corrupt)),
+        image_task("missing", image=str(tmp_path / "nope.png")),
+        image_task("good", image=good.getvalue()),
+    ]
     env = PixelVQAEnv(tasks=tasks)
     seen = {env.reset(seed=s)[1]["task_id"] for s in range(10)}
     assert seen == {"good"}
