@@ -1,0 +1,98 @@
+"""Scripted baselines: random, answer-without-looking, and an oracle that zooms where the annotations point.
+
+Each writes text turns in the model's format, so they run through exactly the same parser and executor as a VLM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pixel_gym.actions import format_tool_call
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.tasks import Box, Task, choice_letters
+
+
+def crop_call(bbox: tuple[float, float, float, float], target_image: int = 1) -> str:
+    box = [round(float(v), 3) for v in bbox]
+    return format_tool_call("crop_image_normalized", {"bbox_2d": box, "target_image": target_image})
+
+
+def frames_call(frames: list[int]) -> str:
+    return format_tool_call("select_frames", {"target_frames": frames})
+
+
+def boxed(answer: str) -> str:
+    return f"\\boxed{{{answer}}}"
+
+
+def guess(task: Task, rng: np.random.Generator) -> str:
+    """A uniformly random answer of the right kind."""
+    if task.choices:
+        return str(rng.choice(choice_letters(len(task.choices))))
+    if task.metric == "count":
+        return str(int(rng.integers(0, 10)))
+    return str(rng.integers(0, 1000))
+
+
+class _EnvAgent:
+    """Base for scripted agents: they read the current task from the env they play (privileged, by design)."""
+
+    def __init__(self, env: Any, seed: int = 0) -> None:
+        self.env: PixelVQAEnv = env.unwrapped
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def task(self) -> Task:
+        return self.env._require_episode().task
+
+    @property
+    def turn(self) -> int:
+        return self.env._require_episode().turns
+
+    def act(self, observation: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class RandomAgent(_EnvAgent):
+    """Zooms at random boxes for a random number of turns, then guesses."""
+
+    def act(self, observation: dict[str, Any]) -> str:
+        if self.rng.random() < 0.5:
+            x1, y1 = self.rng.uniform(0, 0.8, size=2)
+            size = self.rng.uniform(0.05, 0.2)
+            return crop_call((x1, y1, x1 + size, y1 + size), int(self.rng.integers(1, len(observation["images"]) + 1)))
+        return boxed(guess(self.task, self.rng))
+
+
+class BlindAgent(_EnvAgent):
+    """Answers at once without any pixel operation (a guess)."""
+
+    def act(self, observation: dict[str, Any]) -> str:
+        return boxed(guess(self.task, self.rng))
+
+
+class OracleAgent(_EnvAgent):
+    """Zooms to the annotated target box (or selects the key frames), then gives the gold answer."""
+
+    def act(self, observation: dict[str, Any]) -> str:
+        task = self.task
+        if self.turn == 0 and (task.target_boxes or task.key_frames):
+            return oracle_operation(task, self.env)
+        return boxed(task.answers[0])
+
+
+def oracle_operation(task: Task, env: PixelVQAEnv) -> str:
+    """The tool call that shows the annotated evidence: a crop of the target boxes, or the key frames."""
+    episode = env._require_episode()
+    if task.is_video:
+        shown = episode.shown_frames
+        numbers = [shown.index(f) + 1 for f in task.key_frames if f in shown]
+        return frames_call(numbers[:8] or [1])
+    return crop_call(target_region(task, episode.views[0].frame_size))
+
+
+def target_region(task: Task, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The union of the target boxes, normalized to an image of `size`."""
+    return Box.union(task.target_boxes).normalized(*size)

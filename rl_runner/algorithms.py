@@ -1,0 +1,236 @@
+"""The RL update: group rewards -> advantages -> clipped policy loss, with verl's own `core_algos`.
+
+GRPO (default): outcome advantage per group (`compute_grpo_outcome_advantage`, without std division as in the
+paper). PPO: a linear value head on the policy's last hidden state, GAE (`compute_gae_advantage_return`) and the
+clipped value loss (`compute_value_loss`). Both use the `vanilla` clipped policy loss with the paper's asymmetric
+clip (0.2 / 0.35), token-mean aggregation over assistant tokens only, and an optional KL term to a frozen
+reference policy (`kl_penalty`, low-variance estimator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, ProcessorMixin
+from verl.trainer.ppo import core_algos
+from verl.workers.config.actor import ActorConfig
+
+from rl_runner.config import TrainConfig
+from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
+
+
+@dataclass
+class Batch:
+    """Encoded episodes with their scalar rewards and group ids."""
+
+    conversations: list[EncodedConversation]
+    rewards: list[float]
+    groups: list[str]
+
+
+def keep_informative_groups(rewards: Sequence[float], groups: Sequence[str]) -> list[int]:
+    """Indices of episodes whose group has at least two different rewards (others teach nothing)."""
+    by_group: dict[str, set[float]] = {}
+    for reward, group in zip(rewards, groups):
+        by_group.setdefault(group, set()).add(round(reward, 6))
+    return [i for i, group in enumerate(groups) if len(by_group[group]) > 1]
+
+
+def outcome_token_rewards(rewards: Sequence[float], mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] token rewards: each episode's reward on its last assistant token."""
+    token_rewards = torch.zeros(mask.shape, dtype=torch.float32)
+    positions = torch.arange(mask.shape[1]).expand_as(mask)
+    last = torch.where(mask, positions, torch.full_like(positions, -1)).max(dim=1).values
+    for row, (reward, index) in enumerate(zip(rewards, last.tolist())):
+        if index >= 0:
+            token_rewards[row, index] = reward
+    return token_rewards
+
+
+def grpo_advantages(
+    rewards: Sequence[float], groups: Sequence[str], mask: torch.Tensor, norm_by_std: bool
+) -> torch.Tensor:
+    advantages, _ = core_algos.compute_grpo_outcome_advantage(
+        outcome_token_rewards(rewards, mask),
+        mask.float(),
+        np.array(groups, dtype=object),
+        norm_adv_by_std_in_grpo=norm_by_std,
+    )
+    return advantages
+
+
+class ValueHead(nn.Module):
+    """PPO critic: a scalar value per token from the policy's last hidden state."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def forward_logprobs(
+    model: PreTrainedModel, inputs: dict[str, torch.Tensor], value_head: ValueHead | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs of the input ids ([B, L], position 0 gets 0) and, with a value head, values."""
+    output = model(**inputs, use_cache=False, output_hidden_states=value_head is not None)
+    logits = output.logits[:, :-1].float()
+    targets = inputs["input_ids"][:, 1:]
+    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    logprobs = nn.functional.pad(chosen, (1, 0))
+    values = value_head(output.hidden_states[-1]) if value_head is not None else None
+    return logprobs, values
+
+
+class PolicyTrainer:
+    """Owns the optimizer(s) and applies one RL update per batch of episodes."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        config: TrainConfig,
+        reference: PreTrainedModel | None = None,
+    ) -> None:
+        self.model, self.processor, self.config, self.reference = model, processor, config, reference
+        self.device = next(model.parameters()).device
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.rl_lr)
+        self.value_head: ValueHead | None = None
+        self.value_optimizer: torch.optim.Optimizer | None = None
+        if config.algorithm == "ppo":
+            self.value_head = ValueHead(model.config.get_text_config().hidden_size).to(self.device)
+            self.value_optimizer = torch.optim.AdamW(self.value_head.parameters(), lr=config.value_lr)
+        self.actor_config = ActorConfig(
+            strategy="fsdp",
+            rollout_n=config.group_size,
+            ppo_mini_batch_size=config.tasks_per_step,
+            ppo_micro_batch_size_per_gpu=config.micro_batch_size,
+            clip_ratio=config.clip_ratio_low,
+            clip_ratio_low=config.clip_ratio_low,
+            clip_ratio_high=config.clip_ratio_high,
+            loss_agg_mode="token-mean",
+        )
+        self.policy_loss = core_algos.get_policy_loss_fn("vanilla")
+
+    def encode(self, messages: Sequence[list[dict[str, Any]]]) -> list[EncodedConversation]:
+        return [encode_conversation(self.processor, m) for m in messages]
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One RL update on `batch`; returns loss metrics. Empty after group filtering -> no update."""
+        keep = list(range(len(batch.rewards)))
+        if self.config.filter_uniform_groups:
+            keep = keep_informative_groups(batch.rewards, batch.groups)
+        if not keep:
+            return {"updated_episodes": 0.0}
+        micro = self._micro_batches(
+            [batch.conversations[i] for i in keep], [batch.rewards[i] for i in keep], [batch.groups[i] for i in keep]
+        )
+        total_tokens = int(sum(m["mask"].sum() for m in micro))
+        self.actor_config.global_batch_info["batch_num_tokens"] = total_tokens
+        self.actor_config.global_batch_info["dp_size"] = 1
+        metrics: dict[str, list[float]] = {}
+        self.model.train()
+        for _ in range(self.config.ppo_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.value_optimizer:
+                self.value_optimizer.zero_grad(set_to_none=True)
+            for part in micro:
+                for key, value in self._micro_step(part, total_tokens).items():
+                    metrics.setdefault(key, []).append(value)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            if self.value_optimizer:
+                self.value_optimizer.step()
+        self.model.eval()
+        summary = {key: float(np.mean(values)) for key, values in metrics.items()}
+        summary["updated_episodes"] = float(len(keep))
+        return summary
+
+    def _micro_batches(
+        self, conversations: list[EncodedConversation], rewards: list[float], groups: list[str]
+    ) -> list[dict[str, Any]]:
+        """Split into micro-batches with advantages and old log-probs computed once, before any update."""
+        size = self.config.micro_batch_size
+        pad = self.processor.tokenizer.pad_token_id or 0
+        parts = []
+        advantages_by_episode: list[torch.Tensor] = []
+        if self.config.algorithm == "grpo":  # advantages need whole groups: compute them on the full batch
+            inputs, mask = batch_conversations(conversations, pad)
+            full = grpo_advantages(rewards, groups, mask, self.config.norm_adv_by_std)
+            advantages_by_episode = [full[i, full.shape[1] - c.num_tokens :] for i, c in enumerate(conversations)]
+        for start in range(0, len(conversations), size):
+            chunk = conversations[start : start + size]
+            inputs, mask = batch_conversations(chunk, pad)
+            inputs = {key: value.to(self.device) for key, value in inputs.items()}
+            mask = mask.to(self.device)
+            with torch.no_grad():
+                old, values = forward_logprobs(self.model, inputs, self.value_head)
+                ref = forward_logprobs(self.reference, inputs)[0] if self.reference is not None else None
+            if self.config.algorithm == "grpo":
+                advantages = torch.zeros(mask.shape)
+                for row, conversation in enumerate(chunk):
+                    advantages[row, mask.shape[1] - conversation.num_tokens :] = advantages_by_episode[start + row]
+                returns = None
+            else:
+                token_rewards = outcome_token_rewards(rewards[start : start + size], mask.cpu())
+                advantages, returns = core_algos.compute_gae_advantage_return(
+                    token_rewards, values.detach().cpu(), mask.cpu().float(), torch.tensor(1.0), torch.tensor(1.0)
+                )
+                returns = returns.to(self.device)
+            parts.append(
+                {
+                    "inputs": inputs,
+                    "mask": mask,
+                    "old": old,
+                    "ref": ref,
+                    "values": values,
+                    "advantages": advantages.to(self.device),
+                    "returns": returns,
+                }
+            )
+        return parts
+
+    def _micro_step(self, part: dict[str, Any], total_tokens: int) -> dict[str, float]:
+        logprobs, values = forward_logprobs(self.model, part["inputs"], self.value_head)
+        mask = part["mask"].float()
+        loss, policy_metrics = self.policy_loss(
+            part["old"], logprobs, part["advantages"], mask, "token-mean", self.actor_config
+        )
+        metrics = {
+            "pg_loss": float(loss.detach()),
+            "pg_clipfrac": policy_metrics["actor/pg_clipfrac"],
+            "ppo_kl": policy_metrics["actor/ppo_kl"],
+        }
+        if part["ref"] is not None and self.config.kl_coef > 0:
+            kl = core_algos.kl_penalty(logprobs, part["ref"], "low_var_kl")
+            kl_loss = (kl * mask).sum() / total_tokens
+            loss = loss + self.config.kl_coef * kl_loss
+            metrics["kl"] = float(kl_loss.detach())
+        if self.value_head is not None:
+            value_loss, _ = core_algos.compute_value_loss(
+                values, part["returns"], part["values"], mask, cliprange_value=0.5, batch_num_tokens=total_tokens
+            )
+            loss = loss + value_loss
+            metrics["value_loss"] = float(value_loss.detach())
+        loss.backward()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.value_head is not None and self.value_optimizer is not None:
+            state.update(value_head=self.value_head.state_dict(), value_optimizer=self.value_optimizer.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value_head is not None and self.value_optimizer is not None:
+            self.value_head.load_state_dict(state["value_head"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])

@@ -1,0 +1,138 @@
+"""Training configuration: embedded defaults, a YAML file, and command-line flags (in that order of precedence)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pixel_gym.reward import CuriosityConfig
+
+# The embedded defaults: an easy fine-detail setting a ~1M-parameter model can make progress on in minutes on a CPU.
+DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (896, 1120)}
+
+
+@dataclass
+class TrainConfig:
+    """Everything `python -m rl_runner.train` needs; each field is also a `--flag` (underscores as dashes)."""
+
+    name: str = "default"
+    out_dir: str = "runs"
+    seed: int = 0
+    backend: str = "local"  # "local" or "verl"
+    model: str = "tiny"  # "tiny" (built locally) or any Qwen2.5-VL-style hub id / local path
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    # tasks
+    suite: str = "fine_detail"
+    suite_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SUITE_KWARGS))
+    budgets: str = "compact"
+    max_turns: int = 4
+    # SFT warm-start
+    sft_tasks: int = 96
+    self_correct_fraction: float = 0.3
+    sft_epochs: int = 3
+    sft_lr: float = 2e-3
+    sft_batch_size: int = 4
+    # RL
+    algorithm: str = "grpo"  # "grpo" or "ppo"
+    rl_steps: int = 12
+    tasks_per_step: int = 4
+    group_size: int = 4
+    max_new_tokens: int = 80
+    temperature: float = 1.0
+    rl_lr: float = 5e-4
+    ppo_epochs: int = 1
+    micro_batch_size: int = 4
+    clip_ratio_low: float = 0.2  # the paper's asymmetric PPO clip
+    clip_ratio_high: float = 0.35
+    kl_coef: float = 0.0
+    norm_adv_by_std: bool = False  # the paper subtracts the group mean only
+    filter_uniform_groups: bool = True  # drop groups whose rewards are all equal (the paper does)
+    value_lr: float = 1e-3  # PPO critic
+    curiosity_alpha: float = 0.5
+    curiosity_beta: float = 0.05
+    curiosity_threshold: float = 0.3
+    curiosity_free_ops: int = 1
+    curiosity_form: str = "paper"
+    # evaluation and checkpoints
+    eval_tasks: int = 24
+    eval_every: int = 4
+    checkpoint_every: int = 4
+    resume: bool = False
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def curiosity(self) -> CuriosityConfig:
+        return CuriosityConfig(
+            self.curiosity_alpha, self.curiosity_beta, self.curiosity_threshold, self.curiosity_free_ops,
+            self.curiosity_form,  # type: ignore[arg-type]
+        )
+
+    def validate(self) -> TrainConfig:
+        if self.backend not in ("local", "verl"):
+            raise ValueError(f"backend must be 'local' or 'verl', got {self.backend!r}")
+        if self.algorithm not in ("grpo", "ppo"):
+            raise ValueError(f"algorithm must be 'grpo' or 'ppo', got {self.algorithm!r}")
+        if self.group_size < 2 and self.algorithm == "grpo":
+            raise ValueError("GRPO needs group_size >= 2")
+        for name in ("tasks_per_step", "group_size", "max_turns", "micro_batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.rl_steps < 0 or self.sft_epochs < 0:
+            raise ValueError("rl_steps and sft_epochs must be >= 0")
+        self.curiosity  # noqa: B018  (validates the shaping form)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rl_runner.train",
+        description="SFT warm-start then GRPO/PPO with the curiosity bonus, on pixel-gym environments.",
+    )
+    parser.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    for item in dataclasses.fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif isinstance(default, dict):
+            parser.add_argument(flag, type=json.loads, default=None, help="JSON object")
+        else:
+            parser.add_argument(flag, type=type(default), default=None)
+    return parser
+
+
+def load_config(argv: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then explicit flags."""
+    args = vars(build_parser().parse_args(argv))
+    config_path = args.pop("config")
+    values: dict[str, Any] = read_yaml(config_path) if config_path else {}
+    values.update({key: value for key, value in args.items() if value is not None})
+    known = {item.name for item in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    return TrainConfig(**values).validate()
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of TrainConfig fields")
+    return data
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

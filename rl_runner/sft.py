@@ -1,0 +1,90 @@
+"""SFT warm-start: next-token loss on assistant tokens only (system, question and tool observations masked).
+
+`python -m rl_runner.sft --traces runs/traces/sft_traces.json --model tiny --out runs/sft` trains on traces in
+the paper's SFT layout (ours from `rl_runner.traces`, or the released PixelReasoner-SFT-Data) and saves a
+checkpoint that loads with `AutoModelForImageTextToText.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from agents.chat import load_processor
+from agents.tiny import ensure_tiny_model
+from rl_runner.algorithms import forward_logprobs
+from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
+from rl_runner.traces import load_traces
+
+
+def masked_nll(model: PreTrainedModel, conversations: Sequence[EncodedConversation], pad_id: int) -> torch.Tensor:
+    """Mean negative log-likelihood over the assistant tokens of a batch."""
+    inputs, mask = batch_conversations(conversations, pad_id)
+    device = next(model.parameters()).device
+    logprobs, _ = forward_logprobs(model, {k: v.to(device) for k, v in inputs.items()})
+    mask = mask.to(device).float()
+    return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+
+
+def train_sft(
+    model: PreTrainedModel, processor: ProcessorMixin, chats: Sequence[list[dict[str, Any]]], epochs: int, lr: float,
+    batch_size: int, seed: int = 0, progress: bool = True,
+) -> list[float]:
+    """Fine-tune `model` in place; returns the loss of every step."""
+    encoded = [encode_conversation(processor, chat) for chat in chats]
+    if not encoded:
+        raise ValueError("no SFT conversations to train on")
+    pad_id = processor.tokenizer.pad_token_id or 0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    losses = []
+    steps = epochs * -(-len(encoded) // batch_size)
+    model.train()
+    with tqdm(total=steps, desc="SFT", disable=not progress) as bar:
+        for _ in range(epochs):
+            order = rng.permutation(len(encoded))
+            for start in range(0, len(order), batch_size):
+                loss = masked_nll(model, [encoded[i] for i in order[start : start + batch_size]], pad_id)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                bar.update()
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    parser = argparse.ArgumentParser(description="SFT warm-start on multi-turn tool-call traces.")
+    parser.add_argument("--traces", required=True, help="traces JSON in the paper's SFT layout")
+    parser.add_argument("--model", default="tiny", help="'tiny' or a hub id / local path")
+    parser.add_argument("--out", default="runs/sft")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = ensure_tiny_model(Path(args.out).parent / "tiny-base") if args.model == "tiny" else args.model
+    torch.manual_seed(args.seed)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    processor = load_processor(path)
+    chats = [record["message_list"] for record in load_traces(args.traces)]
+    losses = train_sft(model, processor, chats, args.epochs, args.lr, args.batch_size, args.seed)
+    model.save_pretrained(args.out)
+    processor.save_pretrained(args.out)
+    print(f"SFT: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}; saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Trace synthesis: multi-turn SFT traces in the tool-call format, written by playing the real env.
+
+Kinds (as in the paper's warm-start data): `direct` (look, zoom to the annotated box or select the key frames,
+answer), `self_correcting` (zoom somewhere wrong first, notice, zoom right, answer) and `text_only` (answer from
+the global view, for tasks whose evidence is already large enough there). Every tool result in a trace is what
+the env really returned. Traces are saved in the paper's released SFT layout: a JSON list of
+{"qid", "kind", "message_list"} with images as files under images/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from agents.scripted import boxed, crop_call, frames_call, target_region
+from pixel_gym.budgets import Budgets
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops import smart_resize
+from pixel_gym.suites import make_suite
+from pixel_gym.tasks import Task, choice_letters
+
+KINDS = ("direct", "self_correcting", "text_only")
+VISIBLE_SIDE = 56  # a target whose shorter side spans this many pixels in the global view needs no zoom
+
+
+@dataclass
+class Trace:
+    task_id: str
+    kind: str
+    messages: list[dict[str, Any]]
+    correct: bool
+
+
+def needs_operation(task: Task, budgets: Budgets, size: tuple[int, int]) -> bool:
+    """Whether the evidence is too small in the global view (or the task is a video)."""
+    if task.is_video or not task.target_boxes:
+        return True
+    height, width = smart_resize(size[1], size[0], budgets.original)
+    scale = min(width / size[0], height / size[1])
+    shorter = min(min(b.x2 - b.x1, b.y2 - b.y1) for b in task.target_boxes)
+    return shorter * scale < VISIBLE_SIDE
+
+
+def evidence_sentence(task: Task) -> str:
+    """What the model reports after looking: the option text (not the letter) or the value it read."""
+    letters = choice_letters(len(task.choices))
+    answer = task.answers[0]
+    seen = task.choices[letters.index(answer)] if task.choices and answer in letters else answer
+    return f"Now I can see it clearly: {seen}."
+
+
+def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generator) -> list[str]:
+    """The assistant turns of a trace of `kind` for the task the env has just reset to."""
+    episode = env._require_episode()
+    final = f"{evidence_sentence(task)} The answer is {boxed(task.answers[0])}."
+    if kind == "text_only":
+        return [f"The relevant detail is large enough to see in the image. The answer is {boxed(task.answers[0])}."]
+    if task.is_video:
+        shown = episode.shown_frames
+        right = [shown.index(f) + 1 for f in task.key_frames if f in shown][:8] or [1]
+        look = "The question is about a brief event; the low-resolution frames are not enough. "
+        first = look + f"I will select frames {right} to see them in full resolution.\n" + frames_call(right)
+        if kind == "self_correcting":
+            wrong = _wrong_frames(right, len(shown), rng)
+            return [
+                look + f"Let me check frames {wrong}.\n" + frames_call(wrong),
+                "These frames do not show the event. Let me look at other frames.\n" + frames_call(right),
+                final,
+            ]
+        return [first, final]
+    region = target_region(task, episode.views[0].frame_size)
+    look = "The detail the question asks about is too small to read in the full image. "
+    zoom = crop_call(region)
+    if kind == "self_correcting":
+        wrong = _wrong_region(region, rng)
+        return [
+            look + "Let me zoom in where it might be.\n" + crop_call(wrong),
+            "The zoomed region does not show what the question asks about. Let me zoom in on another region.\n" + zoom,
+            final,
+        ]
+    return [look + "I will zoom in on it.\n" + zoom, final]
+
+
+def _wrong_region(region: tuple[float, ...], rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A box of the same size that does not overlap `region` (after the 0.1 padding)."""
+    width, height = region[2] - region[0], region[3] - region[1]
+    for _ in range(100):
+        x1, y1 = rng.uniform(0, 1 - width), rng.uniform(0, 1 - height)
+        if (
+            x1 + width + 0.2 < region[0]
+            or x1 > region[2] + 0.2
+            or y1 + height + 0.2 < region[1]
+            or y1 > region[3] + 0.2
+        ):
+            return (x1, y1, x1 + width, y1 + height)
+    return (0.0, 0.0, width, height) if region[0] > 0.5 else (1 - width, 1 - height, 1.0, 1.0)
+
+
+def _wrong_frames(right: list[int], count: int, rng: np.random.Generator) -> list[int]:
+    others = [n for n in range(1, count + 1) if all(abs(n - r) > 1 for r in right)]
+    picked = rng.choice(others, size=min(len(right), len(others)), replace=False) if others else [1]
+    return sorted(int(n) for n in picked)
+
+
+def synthesize(
+    tasks: Iterable[Task],
+    env: PixelVQAEnv,
+    self_correct_fraction: float = 0.3,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Trace]:
+    """Play one scripted episode per task and keep the chats; the kind depends on the task and the rng."""
+    rng = np.random.default_rng(seed)
+    traces = []
+    for task in tqdm(list(tasks), desc="synthesizing traces", disable=not progress):
+        env.reset(options={"task": task})
+        if not needs_operation(task, env.budgets, env.episode.source_size(0) if not task.is_video else (1, 1)):
+            kind = "text_only"
+        else:
+            kind = "self_correcting" if rng.random() < self_correct_fraction else "direct"
+        info: dict[str, Any] = {}
+        obs: dict[str, Any] = {}
+        for turn in script_turns(task, env, kind, rng):
+            obs, _, terminated, truncated, info = env.step(turn)
+            if terminated or truncated:
+                break
+        traces.append(Trace(task.id, kind, obs["messages"], info.get("correctness", 0.0) == 1.0))
+    return traces
+
+
+# ------------------------------------------------------------------------------------------------ saving
+
+
+def save_traces(traces: Sequence[Trace], out_dir: str | Path) -> Path:
+    """Write traces in the paper's SFT layout; returns the JSON path."""
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for number, trace in enumerate(traces):
+        stem = f"{number:06d}"
+        records.append(
+            {"qid": trace.task_id, "kind": trace.kind, "message_list": _externalize_images(trace.messages, out, stem)}
+        )
+    path = out / "sft_traces.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def _externalize_images(messages: list[dict[str, Any]], out: Path, stem: str) -> list[dict[str, Any]]:
+    converted, count = [], 0
+    for message in messages:
+        content = []
+        for part in message["content"]:
+            if part["type"] == "image":
+                relative = f"images/{stem}_{count}.png"
+                Image.fromarray(part["image"]).save(out / relative)
+                content.append({"type": "image", "image": relative})
+                count += 1
+            else:
+                content.append(dict(part))
+        converted.append({"role": message["role"], "content": content})
+    return converted
+
+
+def load_traces(path: str | Path) -> list[dict[str, Any]]:
+    """Read a traces JSON (ours or the paper's layout); image paths become arrays, resolved against its folder."""
+    path = Path(path)
+    records = json.loads(path.read_text())
+    for record in records:
+        for message in record["message_list"]:
+            content = message["content"]
+            if isinstance(content, str):
+                message["content"] = [{"type": "text", "text": content}]
+                continue
+            for part in content:
+                if part["type"] == "image" and isinstance(part["image"], str):
+                    part["image"] = _read_image(path.parent, part["image"])
+    return records
+
+
+def _read_image(root: Path, relative: str) -> np.ndarray:
+    target = (root / relative).resolve()
+    if root.resolve() not in target.parents:
+        raise ValueError(f"image path {relative!r} escapes the data folder {root}")
+    with Image.open(target) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Synthesize SFT traces from a built-in suite.")
+    parser.add_argument("--suite", default="fine_detail")
+    parser.add_argument("--num-tasks", type=int, default=64)
+    parser.add_argument("--self-correct-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/traces")
+    args = parser.parse_args(argv)
+    suite = make_suite(args.suite, size=args.num_tasks, seed=args.seed, split="train")
+    traces = synthesize(suite, PixelVQAEnv(tasks=suite), args.self_correct_fraction, args.seed)
+    path = save_traces(traces, args.out)
+    kinds = {k: sum(t.kind == k for t in traces) for k in KINDS}
+    print(f"wrote {len(traces)} traces to {path} ({kinds})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""`python -m rl_runner.train`: the whole method end to end.
+
+With no arguments: build the tiny Qwen2.5-VL model, synthesize SFT traces on the built-in fine-detail suite, run the
+SFT warm-start, then GRPO with the curiosity bonus; write `runs/<name>/` (metrics.jsonl, learning_curve.png,
+checkpoints/, config.yaml). `--resume` continues from the last checkpoint with the same results as an uninterrupted
+run, because every step draws its tasks and samples from seeds derived from (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForImageTextToText, PreTrainedModel
+
+from agents.chat import load_processor
+from agents.tiny import ensure_tiny_model
+from agents.vlm import VLMAgent
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.reward import NO_CURIOSITY, RewardParts, rapr, shape_group
+from pixel_gym.suites import make_suite
+from pixel_gym.tasks import Task
+from rl_runner.algorithms import Batch, PolicyTrainer
+from rl_runner.config import TrainConfig, load_config, save_config
+from rl_runner.plots import plot_learning_curve
+from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
+from rl_runner.sft import train_sft
+from rl_runner.traces import save_traces, synthesize
+
+SUITE_SIZE = 1_000_000  # tasks are generated lazily; this only bounds the index space
+
+
+class Run:
+    """One training run's folder: config, metrics log, checkpoints."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.dir = config.run_dir
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.checkpoints = self.dir / "checkpoints"
+
+    def prepare(self) -> None:
+        if self.dir.exists() and not self.config.resume:
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.dir / "config.yaml")
+
+    def log(self, record: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_log(self, next_step: int) -> None:
+        """Drop RL records from `next_step` on (they are recomputed after a resume)."""
+        kept = [r for r in self.records() if r["stage"] == "sft" or r["step"] < next_step]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def latest_rl_checkpoint(self) -> Path | None:
+        steps = sorted(self.checkpoints.glob("step_*"))
+        complete = [p for p in steps if (p / "trainer_state.pt").exists()]
+        return complete[-1] if complete else None
+
+
+def base_model_path(config: TrainConfig) -> str | Path:
+    if config.model == "tiny":
+        return ensure_tiny_model(Path(config.out_dir) / ".tiny-models", seed=config.seed)
+    return config.model
+
+
+def device_for(config: TrainConfig) -> torch.device:
+    if config.device != "auto":
+        return torch.device(config.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(path: str | Path, device: torch.device) -> PreTrainedModel:
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    return model.to(device).eval()
+
+
+def make_env(config: TrainConfig, tasks: Sequence[Task]) -> PixelVQAEnv:
+    # correctness only: the trainer shapes rewards per group with the exact RaPR
+    return PixelVQAEnv(tasks=tasks, budgets=config.budgets, max_turns=config.max_turns, curiosity=NO_CURIOSITY)
+
+
+def summarize(stats: RolloutStats, parts: list[RewardParts] | None = None) -> dict[str, float]:
+    """Episode metrics of one batch: accuracy, RaPR, ops, invalid calls, reward parts."""
+    episodes = stats.episodes
+    by_task: dict[str, list[bool]] = {}
+    for episode in episodes:
+        by_task.setdefault(episode.group, []).append(episode.num_ops > 0)
+    calls = sum(e.num_tool_calls for e in episodes)
+    turns = sum(e.turns for e in episodes)
+    summary = {
+        "accuracy": float(np.mean([e.correctness for e in episodes])),
+        "rapr": float(np.mean([rapr(flags) for flags in by_task.values()])),
+        "ops_per_episode": float(np.mean([e.num_ops for e in episodes])),
+        "invalid_call_rate": sum(e.num_errors for e in episodes) / max(turns, 1),
+        "tool_calls_per_episode": calls / len(episodes),
+        "answered_rate": float(np.mean([e.answered for e in episodes])),
+        "tokens_per_s": stats.tokens_per_second,
+    }
+    if parts:
+        summary.update(
+            reward=float(np.mean([p.total for p in parts])),
+            reward_correctness=float(np.mean([p.correctness for p in parts])),
+            reward_curiosity=float(np.mean([p.curiosity for p in parts])),
+            reward_penalty=float(np.mean([p.penalty for p in parts])),
+        )
+    return summary
+
+
+def shape_rewards(episodes: Sequence[EpisodeRecord], config: TrainConfig) -> list[RewardParts]:
+    """Group curiosity shaping (exact RaPR per group), in episode order."""
+    parts: dict[int, RewardParts] = {}
+    groups: dict[str, list[int]] = {}
+    for index, episode in enumerate(episodes):
+        groups.setdefault(episode.group, []).append(index)
+    for members in groups.values():
+        shaped = shape_group(
+            [episodes[i].correctness for i in members], [episodes[i].num_ops for i in members], config.curiosity,
+            episodes[members[0]].is_video, [episodes[i].last_op_failed for i in members],
+        )
+        parts.update(zip(members, shaped))
+    return [parts[i] for i in range(len(episodes))]
+
+
+class Trainer:
+    """SFT warm-start then RL, with metrics, evaluation and resumable checkpoints."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.run = Run(config)
+        self.device = device_for(config)
+        self.train_tasks = make_suite(config.suite, size=SUITE_SIZE, seed=config.seed, split="train",
+                                      **config.suite_kwargs)
+        self.eval_tasks = make_suite(config.suite, size=config.eval_tasks, seed=config.seed, split="test",
+                                     **config.suite_kwargs)
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def train(self) -> dict[str, Any]:
+        self.run.prepare()
+        base = base_model_path(self.config)
+        self.processor = load_processor(base)
+        sft_dir = self.run.checkpoints / "sft"
+        resume_from = self.run.latest_rl_checkpoint() if self.config.resume else None
+        sft_done = self.config.resume and (sft_dir / "config.json").exists()
+        if not sft_done:
+            self.run.metrics_path.unlink(missing_ok=True)
+            self._sft(base, sft_dir)
+        start = 0
+        self.model = load_model(resume_from or sft_dir, self.device)
+        self.trainer = PolicyTrainer(self.model, self.processor, self.config, self._reference(sft_dir))
+        if resume_from is not None:
+            state = torch.load(resume_from / "trainer_state.pt", weights_only=False)
+            self.trainer.load_state_dict(state["trainer"])
+            start = state["step"] + 1
+            print(f"resuming after RL step {state['step']} from {resume_from}")
+        self.run.truncate_log(start)
+        self._rl(start)
+        plot_learning_curve(self.run.records(), self.run.dir / "learning_curve.png", self.config.curiosity_threshold)
+        return self.run.records()[-1] if self.run.records() else {}
+
+    def _sft(self, base: str | Path, sft_dir: Path) -> None:
+        torch.manual_seed(self.config.seed)
+        model = load_model(base, self.device)
+        sft_tasks = make_suite(self.config.suite, size=self.config.sft_tasks, seed=self.config.seed + 1,
+                               split="train", **self.config.suite_kwargs)
+        env = make_env(self.config, sft_tasks)
+        traces = synthesize(sft_tasks, env, self.config.self_correct_fraction, self.config.seed)
+        save_traces(traces, self.run.dir / "traces")
+        losses = train_sft(model, self.processor, [t.messages for t in traces], self.config.sft_epochs,
+                           self.config.sft_lr, self.config.sft_batch_size, self.config.seed)
+        for step, loss in enumerate(losses):
+            self.run.log({"stage": "sft", "step": step, "loss": loss})
+        model.save_pretrained(sft_dir)
+        self.processor.save_pretrained(sft_dir)
+        self.model = model
+        self.run.log({"stage": "eval", "step": -1, **self.evaluate(model)})
+
+    def _reference(self, sft_dir: Path) -> PreTrainedModel | None:
+        if self.config.kl_coef <= 0:
+            return None
+        reference = load_model(sft_dir, self.device)
+        reference.requires_grad_(False)
+        return reference
+
+    def _rl(self, start: int) -> None:
+        config = self.config
+        agent = VLMAgent(self.model, self.processor, max_new_tokens=config.max_new_tokens,
+                         temperature=config.temperature, device=self.device)
+        envs = [make_env(config, self.train_tasks) for _ in range(config.tasks_per_step * config.group_size)]
+        bar = tqdm(range(start, config.rl_steps), desc="RL", initial=start, total=config.rl_steps)
+        for step in bar:
+            record = self._rl_step(step, agent, envs)
+            self.run.log(record)
+            bar.set_postfix(acc=f"{record['accuracy']:.2f}", rapr=f"{record['rapr']:.2f}",
+                            reward=f"{record['reward']:.2f}")
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.rl_steps:
+                self.run.log({"stage": "eval", "step": step, **self.evaluate(self.model)})
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.rl_steps:
+                self._checkpoint(step)
+
+    def _rl_step(self, step: int, agent: VLMAgent, envs: list[PixelVQAEnv]) -> dict[str, Any]:
+        config = self.config
+        started = time.perf_counter()
+        torch.manual_seed(config.seed * 1_000_003 + step)
+        rng = np.random.default_rng([config.seed, step])
+        chosen = [self.train_tasks[int(i)] for i in rng.integers(len(self.train_tasks), size=config.tasks_per_step)]
+        tasks = [task for task in chosen for _ in range(config.group_size)]
+        groups = [f"{step}:{task.id}" for task in tasks]
+        stats = run_episodes(agent, envs, tasks, groups, seed=step * len(tasks))
+        parts = shape_rewards(stats.episodes, config)
+        update_started = time.perf_counter()
+        conversations = self.trainer.encode([e.messages for e in stats.episodes])
+        losses = self.trainer.update(Batch(conversations, [p.total for p in parts], groups))
+        wall = time.perf_counter() - started
+        return {
+            "stage": "rl", "step": step, **summarize(stats, parts), **losses,
+            "env_time_share": stats.env_seconds / wall,
+            "generation_seconds": stats.generation_seconds,
+            "update_seconds": time.perf_counter() - update_started,
+            "step_seconds": wall,
+        }
+
+    def evaluate(self, model: PreTrainedModel) -> dict[str, float]:
+        """Greedy episodes on the held-out test split: accuracy, RaPR, ops."""
+        agent = VLMAgent(model, self.processor, max_new_tokens=self.config.max_new_tokens, temperature=0.0,
+                         device=self.device)
+        tasks = list(self.eval_tasks)
+        envs = [make_env(self.config, self.eval_tasks) for _ in tasks]
+        stats = run_episodes(agent, envs, tasks, [t.id for t in tasks], seed=0)
+        summary = summarize(stats)
+        return {f"eval_{key}": value for key, value in summary.items() if key != "tokens_per_s"}
+
+    def _checkpoint(self, step: int) -> None:
+        path = self.run.checkpoints / f"step_{step:05d}"
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+        torch.save({"step": step, "trainer": self.trainer.state_dict()}, path / "trainer_state.pt")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = load_config(argv)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    final = Trainer(config).train()
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
+    print(f"run folder: {config.run_dir} (metrics.jsonl, learning_curve.png, checkpoints/)")
+
+
+if __name__ == "__main__":
+    main()
