@@ -6,6 +6,7 @@ pixels and (for Qwen2.5-VL) 3D rope positions.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoProcessor, BatchFeature, ProcessorMixin, Qwen2_5_VLProcessor
+from transformers import AutoConfig, AutoProcessor, BatchFeature, ProcessorMixin, Qwen2_5_VLProcessor
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
 
@@ -28,15 +29,23 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
                  **kwargs: Any) -> None:
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Saved as the stock `Qwen2_5_VLProcessor`, so checkpoints load anywhere `AutoProcessor` works."""
+        return {**super().to_dict(), "processor_class": "Qwen2_5_VLProcessor"}
+
 
 def load_processor(name_or_path: str | os.PathLike, **kwargs: Any) -> ProcessorMixin:
-    """`AutoProcessor.from_pretrained`; Qwen2.5-VL falls back to images only where torchvision is missing."""
-    try:
-        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
-    except (ImportError, ValueError) as error:
-        if "torchvision" not in str(error).lower():
-            raise
+    """`AutoProcessor.from_pretrained`; Qwen2.5-VL loads images-only where torchvision is missing."""
+    if importlib.util.find_spec("torchvision") is None and _model_type(name_or_path) == "qwen2_5_vl":
         return ImageOnlyQwen2_5_VLProcessor.from_pretrained(name_or_path, **kwargs)
+    return AutoProcessor.from_pretrained(name_or_path, **kwargs)
+
+
+def _model_type(name_or_path: str | os.PathLike) -> str:
+    try:
+        return AutoConfig.from_pretrained(name_or_path).model_type
+    except (OSError, ValueError):
+        return ""
 
 
 def to_pil(image: Any) -> Image.Image:

@@ -15,7 +15,7 @@ from pixel_gym.tasks import Box, Task, choice_letters
 
 
 def crop_call(bbox: tuple[float, float, float, float], target_image: int = 1) -> str:
-    box = [round(float(v), 3) for v in bbox]
+    box = [round(float(v), 2) for v in bbox]
     return format_tool_call("crop_image_normalized", {"bbox_2d": box, "target_image": target_image})
 
 

@@ -1,0 +1,93 @@
+"""The main job end to end on a very small budget, and resume after a kill giving the same results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForImageTextToText
+
+from agents.chat import load_processor
+from rl_runner.config import load_config
+
+SMALL = [
+    "--sft-tasks", "6", "--sft-epochs", "1", "--rl-steps", "3", "--tasks-per-step", "2", "--group-size", "2",
+    "--eval-tasks", "2", "--eval-every", "2", "--checkpoint-every", "1", "--max-new-tokens", "24", "--threads", "1",
+    "--suite-kwargs", '{"image_size": [600, 700]}',
+]
+# fields that depend on wall-clock time, not on the computation
+TIMING = {"tokens_per_s", "env_time_share", "generation_seconds", "update_seconds", "step_seconds"}
+
+
+def train(out_dir: Path, name: str, *extra: str, wait: bool = True) -> subprocess.Popen:
+    command = [sys.executable, "-m", "rl_runner.train", "--out-dir", str(out_dir), "--name", name, *SMALL, *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=Path(__file__).resolve().parents[1])
+    if wait:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output
+        process.output = output  # type: ignore[attr-defined]
+    return process
+
+
+def comparable(run_dir: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    process = train(out, "full")
+    assert "run folder" in process.output  # type: ignore[attr-defined]
+    return out / "full"
+
+
+def test_main_job_writes_metrics_plot_and_loadable_checkpoints(uninterrupted: Path) -> None:
+    records = comparable(uninterrupted)
+    stages = [r["stage"] for r in records]
+    assert stages.count("rl") == 3 and "sft" in stages and stages.count("eval") == 3
+    rl = [r for r in records if r["stage"] == "rl"]
+    for key in ("accuracy", "rapr", "ops_per_episode", "reward", "reward_correctness", "reward_curiosity",
+                "reward_penalty", "invalid_call_rate", "updated_episodes"):
+        assert all(key in r for r in rl), key
+    assert (uninterrupted / "learning_curve.png").stat().st_size > 10_000
+    last = uninterrupted / "checkpoints" / "step_00002"
+    assert AutoModelForImageTextToText.from_pretrained(last) is not None
+    assert hasattr(load_processor(last), "image_processor")
+    assert load_config(["--config", str(uninterrupted / "config.yaml")]).rl_steps == 3
+
+
+def test_resume_after_kill_gives_the_same_results(uninterrupted: Path) -> None:
+    out = uninterrupted.parent
+    process = train(out, "killed", wait=False)
+    first_checkpoint = out / "killed" / "checkpoints" / "step_00000" / "trainer_state.pt"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first_checkpoint.exists()
+    assert not (out / "killed" / "checkpoints" / "step_00002").exists(), "the run finished before it was killed"
+    resumed = train(out, "killed", "--resume")
+    assert "resuming after RL step" in resumed.output  # type: ignore[attr-defined]
+    assert comparable(out / "killed") == comparable(uninterrupted)
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("rl_steps: 7\nalgorithm: ppo\ncuriosity_alpha: 0.2\n")
+    config = load_config(["--config", str(path), "--rl-steps", "9"])
+    assert (config.rl_steps, config.algorithm, config.curiosity.alpha) == (9, "ppo", 0.2)
+    path.write_text("rl_stepz: 7\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config(["--config", str(path)])
+    with pytest.raises(ValueError, match="algorithm"):
+        load_config(["--algorithm", "dqn"])
