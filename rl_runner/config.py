@@ -26,6 +26,7 @@ class TrainConfig:
     seed: int = 0
     backend: str = "local"  # "local" or "verl"
     model: str = "tiny"  # "tiny" (built locally) or any Qwen2.5-VL-style hub id / local path
+    init_from: str = ""  # skip SFT and start RL from this checkpoint (path or hub id), e.g. a released warm-start
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     # tasks

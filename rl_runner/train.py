@@ -129,8 +129,11 @@ def shape_rewards(episodes: Sequence[EpisodeRecord], config: TrainConfig) -> lis
         groups.setdefault(episode.group, []).append(index)
     for members in groups.values():
         shaped = shape_group(
-            [episodes[i].correctness for i in members], [episodes[i].num_ops for i in members], config.curiosity,
-            episodes[members[0]].is_video, [episodes[i].last_op_failed for i in members],
+            [episodes[i].correctness for i in members],
+            [episodes[i].num_ops for i in members],
+            config.curiosity,
+            episodes[members[0]].is_video,
+            [episodes[i].last_op_failed for i in members],
         )
         parts.update(zip(members, shaped))
     return [parts[i] for i in range(len(episodes))]
@@ -143,26 +146,22 @@ class Trainer:
         self.config = config
         self.run = Run(config)
         self.device = device_for(config)
-        self.train_tasks = make_suite(config.suite, size=SUITE_SIZE, seed=config.seed, split="train",
-                                      **config.suite_kwargs)
-        self.eval_tasks = make_suite(config.suite, size=config.eval_tasks, seed=config.seed, split="test",
-                                     **config.suite_kwargs)
+        self.train_tasks = make_suite(
+            config.suite, size=SUITE_SIZE, seed=config.seed, split="train", **config.suite_kwargs
+        )
+        self.eval_tasks = make_suite(
+            config.suite, size=config.eval_tasks, seed=config.seed, split="test", **config.suite_kwargs
+        )
 
     # ------------------------------------------------------------------------------------------ stages
 
     def train(self) -> dict[str, Any]:
         self.run.prepare()
-        base = base_model_path(self.config)
-        self.processor = load_processor(base)
-        sft_dir = self.run.checkpoints / "sft"
         resume_from = self.run.latest_rl_checkpoint() if self.config.resume else None
-        sft_done = self.config.resume and (sft_dir / "config.json").exists()
-        if not sft_done:
-            self.run.metrics_path.unlink(missing_ok=True)
-            self._sft(base, sft_dir)
+        start_model = self._warm_start(resumed=resume_from is not None)
         start = 0
-        self.model = load_model(resume_from or sft_dir, self.device)
-        self.trainer = PolicyTrainer(self.model, self.processor, self.config, self._reference(sft_dir))
+        self.model = load_model(resume_from or start_model, self.device)
+        self.trainer = PolicyTrainer(self.model, self.processor, self.config, self._reference(start_model))
         if resume_from is not None:
             state = torch.load(resume_from / "trainer_state.pt", weights_only=False)
             self.trainer.load_state_dict(state["trainer"])
@@ -173,24 +172,53 @@ class Trainer:
         plot_learning_curve(self.run.records(), self.run.dir / "learning_curve.png", self.config.curiosity_threshold)
         return self.run.records()[-1] if self.run.records() else {}
 
+    def _warm_start(self, resumed: bool) -> str | Path:
+        """The model RL starts from: `init_from`, or the SFT checkpoint (trained now unless a resume finds it)."""
+        if self.config.init_from:
+            self.processor = load_processor(self.config.init_from)
+            if not resumed:
+                self.run.metrics_path.unlink(missing_ok=True)
+                self.run.log(
+                    {"stage": "eval", "step": -1, **self.evaluate(load_model(self.config.init_from, self.device))}
+                )
+            return self.config.init_from
+        base = base_model_path(self.config)
+        self.processor = load_processor(base)
+        sft_dir = self.run.checkpoints / "sft"
+        if not (self.config.resume and (sft_dir / "config.json").exists()):
+            self.run.metrics_path.unlink(missing_ok=True)
+            self._sft(base, sft_dir)
+        return sft_dir
+
     def _sft(self, base: str | Path, sft_dir: Path) -> None:
         torch.manual_seed(self.config.seed)
         model = load_model(base, self.device)
-        sft_tasks = make_suite(self.config.suite, size=self.config.sft_tasks, seed=self.config.seed + 1,
-                               split="train", **self.config.suite_kwargs)
+        sft_tasks = make_suite(
+            self.config.suite,
+            size=self.config.sft_tasks,
+            seed=self.config.seed + 1,
+            split="train",
+            **self.config.suite_kwargs,
+        )
         env = make_env(self.config, sft_tasks)
         traces = synthesize(sft_tasks, env, self.config.self_correct_fraction, self.config.seed)
         save_traces(traces, self.run.dir / "traces")
-        losses = train_sft(model, self.processor, [t.messages for t in traces], self.config.sft_epochs,
-                           self.config.sft_lr, self.config.sft_batch_size, self.config.seed)
+        losses = train_sft(
+            model,
+            self.processor,
+            [t.messages for t in traces],
+            self.config.sft_epochs,
+            self.config.sft_lr,
+            self.config.sft_batch_size,
+            self.config.seed,
+        )
         for step, loss in enumerate(losses):
             self.run.log({"stage": "sft", "step": step, "loss": loss})
         model.save_pretrained(sft_dir)
         self.processor.save_pretrained(sft_dir)
-        self.model = model
         self.run.log({"stage": "eval", "step": -1, **self.evaluate(model)})
 
-    def _reference(self, sft_dir: Path) -> PreTrainedModel | None:
+    def _reference(self, sft_dir: str | Path) -> PreTrainedModel | None:
         if self.config.kl_coef <= 0:
             return None
         reference = load_model(sft_dir, self.device)
@@ -199,15 +227,21 @@ class Trainer:
 
     def _rl(self, start: int) -> None:
         config = self.config
-        agent = VLMAgent(self.model, self.processor, max_new_tokens=config.max_new_tokens,
-                         temperature=config.temperature, device=self.device)
+        agent = VLMAgent(
+            self.model,
+            self.processor,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            device=self.device,
+        )
         envs = [make_env(config, self.train_tasks) for _ in range(config.tasks_per_step * config.group_size)]
         bar = tqdm(range(start, config.rl_steps), desc="RL", initial=start, total=config.rl_steps)
         for step in bar:
             record = self._rl_step(step, agent, envs)
             self.run.log(record)
-            bar.set_postfix(acc=f"{record['accuracy']:.2f}", rapr=f"{record['rapr']:.2f}",
-                            reward=f"{record['reward']:.2f}")
+            bar.set_postfix(
+                acc=f"{record['accuracy']:.2f}", rapr=f"{record['rapr']:.2f}", reward=f"{record['reward']:.2f}"
+            )
             if (step + 1) % config.eval_every == 0 or step + 1 == config.rl_steps:
                 self.run.log({"stage": "eval", "step": step, **self.evaluate(self.model)})
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.rl_steps:
@@ -228,7 +262,10 @@ class Trainer:
         losses = self.trainer.update(Batch(conversations, [p.total for p in parts], groups))
         wall = time.perf_counter() - started
         return {
-            "stage": "rl", "step": step, **summarize(stats, parts), **losses,
+            "stage": "rl",
+            "step": step,
+            **summarize(stats, parts),
+            **losses,
             "env_time_share": stats.env_seconds / wall,
             "generation_seconds": stats.generation_seconds,
             "update_seconds": time.perf_counter() - update_started,
@@ -237,8 +274,9 @@ class Trainer:
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, float]:
         """Greedy episodes on the held-out test split: accuracy, RaPR, ops."""
-        agent = VLMAgent(model, self.processor, max_new_tokens=self.config.max_new_tokens, temperature=0.0,
-                         device=self.device)
+        agent = VLMAgent(
+            model, self.processor, max_new_tokens=self.config.max_new_tokens, temperature=0.0, device=self.device
+        )
         tasks = list(self.eval_tasks)
         envs = [make_env(self.config, self.eval_tasks) for _ in tasks]
         stats = run_episodes(agent, envs, tasks, [t.id for t in tasks], seed=0)
