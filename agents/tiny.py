@@ -30,7 +30,7 @@ from transformers.utils import is_torchvision_available
 from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
 
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 BPE_VOCAB_SIZE = 2048
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16384 * 28 * 28
@@ -266,9 +266,9 @@ def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     ids = tokenizer.convert_tokens_to_ids
     vocab_size = -(-len(tokenizer) // 64) * 64  # padded like the hub checkpoints
     text = {
-        "vocab_size": vocab_size, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+        "vocab_size": vocab_size, "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 6, 6]},
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0, "mrope_section": [4, 6, 6]},
         "bos_token_id": ids("<|endoftext|>"), "eos_token_id": ids("<|im_end|>"),
         "pad_token_id": ids("<|endoftext|>"), "tie_word_embeddings": False,
     }

@@ -35,9 +35,9 @@ class TrainConfig:
     budgets: str = "compact"
     max_turns: int = 4
     # SFT warm-start
-    sft_tasks: int = 96
+    sft_tasks: int = 128
     self_correct_fraction: float = 0.3
-    sft_epochs: int = 3
+    sft_epochs: int = 5
     sft_lr: float = 2e-3
     sft_batch_size: int = 4
     # RL
@@ -45,7 +45,7 @@ class TrainConfig:
     rl_steps: int = 12
     tasks_per_step: int = 4
     group_size: int = 4
-    max_new_tokens: int = 80
+    max_new_tokens: int = 128
     temperature: float = 1.0
     rl_lr: float = 5e-4
     ppo_epochs: int = 1

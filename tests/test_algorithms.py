@@ -14,8 +14,6 @@ from rl_runner.rollout import EpisodeRecord
 from rl_runner.sft import masked_nll
 from rl_runner.train import shape_rewards
 
-torch.set_num_threads(1)
-
 
 def test_outcome_reward_sits_on_the_last_assistant_token() -> None:
     mask = torch.tensor([[0, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from benchmarks.learning import VARIANTS, main
-
-torch.set_num_threads(1)
 
 
 def test_learning_benchmark_quick(tmp_path, capsys) -> None:

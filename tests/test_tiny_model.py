@@ -31,15 +31,6 @@ QWEN25_VL_TEMPLATE = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other jobs: one torch thread is much faster than two contending ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model(tiny_model_path: Path) -> Qwen2_5_VLForConditionalGeneration:
     return AutoModelForImageTextToText.from_pretrained(tiny_model_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from agents.chat import load_processor
 from agents.scripted import BlindAgent, OracleAgent, RandomAgent
@@ -13,8 +12,6 @@ from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.traces import load_traces, save_traces, synthesize
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,6 @@ TOOL_TURN = "The sign is too small.\n" + format_tool_call(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other jobs: one torch thread is much faster than two contending ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def agent(tiny_model_path: Path) -> VLMAgent:
     return VLMAgent(tiny_model_path, max_new_tokens=12, temperature=1.0, device="cpu")
