@@ -1,1 +1,1 @@
-"""Performance benchmarks of pixel-gym (run as modules, e.g. `python -m benchmarks.perf_env`)."""
+"""Benchmarks of pixel-gym, each run as a module (e.g. `python -m benchmarks.perf_env`)."""

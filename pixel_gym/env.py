@@ -41,7 +41,9 @@ class PixelVQAEnv(gym.Env):
         self,
         suite: str = "fine_detail",
         tasks: Sequence[Task] | None = None,
-        split: str = "train",
+        dataset: str | None = None,
+        data_dir: str | None = None,
+        split: str | None = None,
         size: int = 1000,
         suite_kwargs: dict[str, Any] | None = None,
         budgets: Budgets | str = "compact",
@@ -59,7 +61,11 @@ class PixelVQAEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if max_turns < 1:
             raise ValueError("max_turns must be >= 1")
-        self.tasks: Sequence[Task] = tasks if tasks is not None else _suite_tasks(suite, size, split, suite_kwargs)
+        if tasks is None:
+            tasks = (
+                _dataset_tasks(dataset, data_dir, split) if dataset else _suite_tasks(suite, size, split, suite_kwargs)
+            )
+        self.tasks: Sequence[Task] = tasks
         if len(self.tasks) == 0:
             raise ValueError("the task collection is empty")
         self.budgets = resolve_budgets(budgets)
@@ -189,10 +195,18 @@ def _copy_message(message: dict[str, Any], copies: dict[int, np.ndarray]) -> dic
     return {"role": message["role"], "content": content}
 
 
-def _suite_tasks(suite: str, size: int, split: str, suite_kwargs: dict[str, Any] | None) -> Sequence[Task]:
+def _suite_tasks(suite: str, size: int, split: str | None, suite_kwargs: dict[str, Any] | None) -> Sequence[Task]:
     from pixel_gym.suites import make_suite  # generators load only when an env uses a built-in suite
 
-    return make_suite(suite, size=size, split=split, **(suite_kwargs or {}))
+    return make_suite(suite, size=size, split=split or "train", **(suite_kwargs or {}))
+
+
+def _dataset_tasks(dataset: str, data_dir: str | None, split: str | None) -> Sequence[Task]:
+    from pixel_gym.datasets import load_tasks  # loaders import only when an env reads a dataset
+
+    if data_dir is None:
+        raise ValueError(f"dataset {dataset!r} needs data_dir: the folder holding its files (or hf://owner/name)")
+    return load_tasks(dataset, data_dir, split)
 
 
 def _assistant_text(raw: Any, parsed: Any) -> str:

@@ -36,8 +36,12 @@ def normalize_text(text: str) -> str:
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """Normalized exact match; a gold that normalizes to nothing (e.g. "A") is compared case-folded instead."""
     pred = normalize_text(prediction)
-    return float(any(pred == normalize_text(g) for g in golds))
+    return float(any(
+        pred == normalize_text(g) if normalize_text(g) else prediction.strip().lower() == g.strip().lower()
+        for g in golds
+    ))
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -64,41 +68,19 @@ def anls(prediction: str, golds: Sequence[str], tau: float = ANLS_TAU) -> float:
     return best
 
 
-NUMBER_WORDS = {
-    word: value
-    for value, word in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
+_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+)
+NUMBER_WORDS = {word: value for value, word in enumerate(_NUMBERS.split())} | {"no": 0, "none": 0}
 
 
 def parse_count(text: str) -> int | None:
-    """The first integer in `text` (digits or an English number word up to twenty)."""
-    match = re.search(r"-?\d+(?:\.0+)?\b", text.replace(",", ""))
+    """The first number in `text` if it is a whole number (digits, or an English word up to twenty, "no"/"none")."""
+    match = re.search(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
     if match:
-        return int(float(match.group()))
+        value = float(match.group())
+        return int(value) if value.is_integer() else None
     for word in re.findall(r"[a-z]+", text.lower()):
         if word in NUMBER_WORDS:
             return NUMBER_WORDS[word]

@@ -45,11 +45,15 @@ def test_count_parsing() -> None:
     assert count_match("1,024", ["1024"]) == 1.0
     assert count_match("6", ["7"]) == 0.0
     assert count_match("many", ["7"]) == 0.0
+    assert count_match("2.5", ["2"]) == 0.0  # not a whole number
+    assert count_match("There are none.", ["0"]) == 1.0
 
 
 def test_exact_match_normalization() -> None:
     assert exact_match("The Eiffel Tower.", ["eiffel tower"]) == 1.0
     assert exact_match("tower", ["eiffel tower"]) == 0.0
+    assert exact_match("the", ["A"]) == 0.0  # golds that normalize to nothing compare case-folded
+    assert exact_match("a", ["A"]) == 1.0
 
 
 def test_score_answer_dispatches_on_metric() -> None:

@@ -1,0 +1,76 @@
+"""Benchmark scores as the official evaluations compute them, on top of `pixel_gym.reward`'s metrics.
+
+- InfographicsVQA: ANLS of the RRC/DocVQA evaluation script (`infographicsvqa_eval.py`): edit distance between
+  the stripped, lowercased, whitespace-collapsed strings, divided by the longer of the two *raw* strings'
+  lengths; best over the gold answers; 0 below tau = 0.5.
+- MVBench: `check_ans` of MVBench's evaluation: the first space-separated token of the prediction (lowercased,
+  dots removed) must be contained in the gold option token "(a)", or contain it; a token without any option
+  letter scores 0 (the "model doesn't follow instructions" guard of the later versions of that script).
+- V* Bench: option letter ("B", "(B)", "B. text") or the option's text (`reward.choice_match`).
+- TallyQA: exact integer (`reward.count_match`).
+- The paper's own data (`pixelreasoner`): the released code's rule, lowercased exact match of the answer, with
+  equal numbers also accepted (the code's math_verify check, reduced to numbers).
+Everything else falls back to `reward.score_answer`. An empty prediction scores 0 everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pixel_gym.reward import ANLS_TAU, levenshtein, score_answer
+from pixel_gym.tasks import Task
+
+OPTION_LETTERS = "abcdefgh"
+
+
+def infovqa_anls(prediction: str, golds: Sequence[str], tau: float = ANLS_TAU) -> float:
+    """ANLS of one question exactly as the InfographicsVQA / DocVQA evaluation script computes it."""
+    det = _collapse(prediction)
+    distances = []
+    for gold in golds:
+        length = max(len(gold.upper()), len(prediction.upper()))
+        distances.append(0.0 if length == 0 else levenshtein(_collapse(gold), det) / length)
+    score = 1.0 - min(distances)
+    return score if score >= tau else 0.0
+
+
+def mvbench_match(prediction: str, gold_letter: str) -> float:
+    """MVBench's `check_ans` on the first line of the prediction, the gold answer being "(X) option"."""
+    lines = prediction.strip().split("\n")
+    pred_option = lines[0].lower().split(" ")[0]
+    gold_option = f"({gold_letter.lower()})"
+    if not any(letter in pred_option for letter in OPTION_LETTERS):
+        return 0.0
+    return float(pred_option.replace(".", "") in gold_option or gold_option in pred_option)
+
+
+def reference_match(prediction: str, golds: Sequence[str]) -> float:
+    """The released code's correctness: lowercased exact match, or the same number."""
+    pred = prediction.strip().lower()
+    return float(any(pred == gold.strip().lower() or _same_number(pred, gold) for gold in golds))
+
+
+SCORERS: dict[str, Callable[[str, Task], float]] = {
+    "infovqa": lambda prediction, task: infovqa_anls(prediction, task.answers),
+    "mvbench": lambda prediction, task: mvbench_match(prediction, task.answers[0]),
+    "pixelreasoner": lambda prediction, task: reference_match(prediction, task.answers),
+    "pixelreasoner_sft": lambda prediction, task: reference_match(prediction, task.answers),
+}
+
+
+def benchmark_score(prediction: str, task: Task) -> float:
+    """A final answer's score under the official metric of the task's benchmark (`task.source`)."""
+    if not prediction.strip():
+        return 0.0
+    return SCORERS.get(task.source, score_answer)(prediction, task)
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.strip().lower().split())
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a.replace(",", "")) == float(b.strip().replace(",", ""))
+    except ValueError:
+        return False

@@ -1,0 +1,150 @@
+"""The evaluation harness: agents through the env, resumable result files, summary table and gallery."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.eval import main, read_records
+from benchmarks.perf_eval import write_vstar_folder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(out: Path, *args: str) -> dict:
+    return main(["--out", str(out), "--budgets", "compact", "--batch-size", "3", *args])
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def rows(summary: dict, suite: str) -> dict[str, dict]:
+    return {row["category"]: row for row in summary["rows"] if row["suite"] == suite}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data folder with one dataset per subfolder: V* (json layout) and TallyQA."""
+    data = tmp_path / "data"
+    write_vstar_folder(data / "vstar", 2)
+    tally = data / "tallyqa"
+    (tally / "VG_100K").mkdir(parents=True)
+    records = []
+    for i in range(3):
+        Image.new("RGB", (80, 60), (30 * i, 90, 160)).save(tally / "VG_100K" / f"{i}.jpg")
+        records.append({"image": f"VG_100K/{i}.jpg", "question": "How many cats?", "answer": i,
+                        "issimple": i == 0, "question_id": i})
+    (tally / "test.json").write_text(json.dumps(records))
+    return data
+
+
+def test_oracle_scores_one_with_summary_and_gallery(tmp_path: Path) -> None:
+    summary = run(tmp_path / "out", "--agent", "oracle", "--suite", "fine_detail,video", "--limit", "4")
+    for suite in ("fine_detail", "video"):
+        overall = rows(summary, suite)["all"]
+        assert overall["n"] == 4 and overall["score"] == 100.0 and overall["rapr"] == 100.0
+        records = lines(tmp_path / "out" / f"{suite}.jsonl")
+        assert {r["task_id"] for r in records} == {f"{suite}/test/{i}" for i in range(4)}
+        assert all(r["num_ops"] == 1 and r["turns"] == 2 and r["ops"] for r in records)
+        with Image.open(summary["galleries"][suite]) as gallery:
+            assert gallery.format == "PNG" and gallery.height > 4 * 100
+    assert "| fine_detail | all | 4 | accuracy | 100.0 | 100.0 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == summary["rows"]
+
+
+def test_blind_agent_never_looks(tmp_path: Path) -> None:
+    summary = run(tmp_path / "out", "--agent", "blind", "--suite", "fine_detail", "--limit", "6")
+    overall = rows(summary, "fine_detail")["all"]
+    assert overall["rapr"] == 0.0 and overall["ops_per_episode"] == 0.0 and overall["turns_per_episode"] == 1.0
+    assert 0.0 <= overall["score"] <= 100.0
+    assert all(not r["used_pixel_op"] and r["answered"] for r in lines(tmp_path / "out" / "fine_detail.jsonl"))
+
+
+def test_restart_only_plays_new_tasks(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(out, "--agent", "random", "--suite", "counting", "--limit", "4")
+    first = lines(out / "counting.jsonl")
+    with (out / "counting.jsonl").open("a") as results:
+        results.write('{"task_id": "counting/test/9", "cut short')  # a crash mid-write
+    summary = run(out, "--agent", "random", "--suite", "counting", "--limit", "8")
+    text = (out / "counting.jsonl").read_text().splitlines()
+    assert len(text) == 9 and text[:4] == [json.dumps(r) for r in first]  # 4 kept, 1 broken line, 4 new
+    assert [r["task_id"] for r in map(json.loads, text[5:])] == [f"counting/test/{i}" for i in range(4, 8)]
+    assert rows(summary, "counting")["all"]["n"] == 8
+    assert rows(run(out, "--agent", "random", "--suite", "counting", "--limit", "2"), "counting")["all"]["n"] == 2
+    with pytest.raises(SystemExit, match="other settings"):
+        run(out, "--agent", "oracle", "--suite", "counting", "--limit", "2")
+
+
+def test_dataset_suites_from_a_data_folder(tmp_path: Path, data_dir: Path) -> None:
+    summary = run(tmp_path / "out", "--agent", "oracle", "--suite", "vstar,tallyqa_complex",
+                  "--data-dir", str(data_dir))
+    assert rows(summary, "vstar")["all"]["score"] == 100.0 and rows(summary, "vstar")["all"]["rapr"] == 100.0
+    assert rows(summary, "vstar")["direct_attributes"]["n"] == 2
+    tally = rows(summary, "tallyqa_complex")
+    assert tally["all"]["n"] == 2 and tally["complex"]["score"] == 100.0 and tally["all"]["rapr"] == 0.0
+    with pytest.raises(SystemExit, match="unknown suite 'nope'"):
+        run(tmp_path / "out", "--agent", "oracle", "--suite", "nope", "--data-dir", str(data_dir))
+
+
+def test_unreadable_images_are_recorded_then_retried(tmp_path: Path, data_dir: Path) -> None:
+    (data_dir / "tallyqa" / "VG_100K" / "1.jpg").write_bytes(b"broken")
+    out = tmp_path / "out"
+    summary = run(out, "--agent", "oracle", "--suite", "tallyqa", "--data-dir", str(data_dir))
+    records = read_records(out / "tallyqa.jsonl")
+    assert "tallyqa/test/1" in records["tallyqa/test/1"]["error"]
+    assert [r["score"] for r in records.values()] == [1.0, 0.0, 1.0]
+    assert rows(summary, "tallyqa")["all"]["errors"] == 1
+    Image.new("RGB", (80, 60)).save(data_dir / "tallyqa" / "VG_100K" / "1.jpg")
+    run(out, "--agent", "oracle", "--suite", "tallyqa", "--data-dir", str(data_dir))
+    assert len(lines(out / "tallyqa.jsonl")) == 4 and "error" not in read_records(out / "tallyqa.jsonl")[
+        "tallyqa/test/1"]
+
+
+def test_vlm_agent_through_the_harness(tmp_path: Path, tiny_model_path: Path) -> None:
+    summary = run(tmp_path / "out", "--agent", "vlm", "--model", str(tiny_model_path), "--suite", "fine_detail",
+                  "--limit", "2", "--max-turns", "1", "--max-new-tokens", "4")
+    assert rows(summary, "fine_detail")["all"]["n"] == 2
+    assert all(r["turns"] == 1 for r in lines(tmp_path / "out" / "fine_detail.jsonl"))
+
+
+class AnswerA(BaseHTTPRequestHandler):
+    """A chat-completions endpoint that always answers (A)."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        payload = json.dumps({"choices": [{"message": {"content": "\\boxed{A}"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_openai_agent_through_the_harness(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswerA)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
+            "fine_detail", "--limit", "3")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r["answer"] for r in lines(tmp_path / "out" / "fine_detail.jsonl")] == ["A", "A", "A"]
