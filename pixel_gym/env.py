@@ -16,6 +16,7 @@ from pixel_gym.actions import action_to_text, from_structured, structured_action
 from pixel_gym.budgets import Budgets, resolve_budgets
 from pixel_gym.episode import Episode, text_message
 from pixel_gym.executor import Limits, execute
+from pixel_gym.render import render_episode
 from pixel_gym.reward import CuriosityConfig, RewardParts, RunningRaPR, score_answer, shape_reward
 from pixel_gym.spaces import ChatHistory, RGBImage, UnicodeText
 from pixel_gym.tasks import ImageLoadError, Task
@@ -123,8 +124,6 @@ class PixelVQAEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        from pixel_gym.render import render_episode
-
         return render_episode(self._require_episode())
 
     # ----------------------------------------------------------------------------------------- internals

@@ -66,6 +66,17 @@ class TrainConfig:
     eval_every: int = 4
     checkpoint_every: int = 4
     resume: bool = False
+    # the verl backend (`--backend verl`, see rl_runner.verl_backend.settings.VerlSettings)
+    nnodes: int = 1
+    gpus_per_node: int = 8
+    rollout_engine: str = "vllm"  # "vllm" or "sglang"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.6
+    prompt_length: int = 4096
+    response_length: int = 8192
+    agent: str = "pixel_gym_agent"  # or verl's stock "tool_agent"
+    dry_run: bool = False  # write and validate the data and config, print the commands, launch nothing
+    extra_overrides: list[str] = field(default_factory=list)  # more hydra overrides for verl's trainer
 
     @property
     def run_dir(self) -> Path:
@@ -108,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif isinstance(default, dict):
-            parser.add_argument(flag, type=json.loads, default=None, help="JSON object")
+        elif isinstance(default, (dict, list)):
+            parser.add_argument(flag, type=json.loads, default=None, help=f"JSON {type(default).__name__}")
         else:
             parser.add_argument(flag, type=type(default), default=None)
     return parser

@@ -74,7 +74,7 @@ class Run:
 
 def base_model_path(config: TrainConfig) -> str | Path:
     if config.model == "tiny":
-        return ensure_tiny_model(Path(config.out_dir) / ".tiny-models", seed=config.seed)
+        return ensure_tiny_model(Path(config.out_dir).resolve() / ".tiny-models", seed=config.seed)
     return config.model
 
 
@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(argv)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.backend == "verl":
+        from rl_runner.verl_backend.launch import launch  # verl's trainer stack loads only for this backend
+
+        raise SystemExit(launch(config))
     final = Trainer(config).train()
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
     print(f"run folder: {config.run_dir} (metrics.jsonl, learning_curve.png, checkpoints/)")
