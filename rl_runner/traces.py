@@ -21,9 +21,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from agents.scripted import boxed, crop_call, frames_call, target_region
-from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
-from pixel_gym.ops import smart_resize
+from pixel_gym.episode import Episode
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task, choice_letters
 
@@ -39,12 +38,13 @@ class Trace:
     correct: bool
 
 
-def needs_operation(task: Task, budgets: Budgets, size: tuple[int, int]) -> bool:
-    """Whether the evidence is too small in the global view (or the task is a video)."""
+def needs_operation(episode: Episode) -> bool:
+    """Whether the evidence is too small in the global view (always, for a video or an unannotated task)."""
+    task = episode.task
     if task.is_video or not task.target_boxes:
         return True
-    height, width = smart_resize(size[1], size[0], budgets.original)
-    scale = min(width / size[0], height / size[1])
+    first = episode.views[0]
+    scale = min(first.image.width / first.frame_size[0], first.image.height / first.frame_size[1])
     shorter = min(min(b.x2 - b.x1, b.y2 - b.y1) for b in task.target_boxes)
     return shorter * scale < VISIBLE_SIDE
 
@@ -122,7 +122,7 @@ def synthesize(
     traces = []
     for task in tqdm(list(tasks), desc="synthesizing traces", disable=not progress):
         env.reset(options={"task": task})
-        if not needs_operation(task, env.budgets, env.episode.source_size(0) if not task.is_video else (1, 1)):
+        if not needs_operation(env._require_episode()):
             kind = "text_only"
         else:
             kind = "self_correcting" if rng.random() < self_correct_fraction else "direct"

@@ -90,3 +90,18 @@ def test_scripted_baselines() -> None:
         scores[agent_cls.__name__] = total / len(suite)
     assert scores["OracleAgent"] == 1.0
     assert scores["BlindAgent"] < 0.6 and scores["RandomAgent"] < 0.6
+
+
+def test_large_evidence_gets_a_text_only_trace() -> None:
+    import numpy as np
+
+    from pixel_gym.tasks import Box, Task
+
+    big = Task("big/0", "What colour is the square?", ("A",), "choice", images=(np.zeros((1000, 1000, 3), np.uint8),),
+               choices=("black", "white"), target_boxes=(Box(100, 100, 600, 600),))
+    small = Task("small/0", "What colour is the dot?", ("A",), "choice", images=(np.zeros((1000, 1000, 3), np.uint8),),
+                 choices=("black", "white"), target_boxes=(Box(100, 100, 110, 110),))
+    big_trace, small_trace = synthesize([big, small], PixelVQAEnv(tasks=[big]), progress=False)
+    assert big_trace.kind == "text_only" and big_trace.correct
+    assert [m["role"] for m in big_trace.messages] == ["system", "user", "assistant"]
+    assert small_trace.kind in ("direct", "self_correcting")
