@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import pixel_gym  # noqa: F401  (registers the env ids)
@@ -226,3 +228,29 @@ def test_vector_envs(vector_cls) -> None:
     obs, rewards, terminated, truncated, infos = envs.step(("\\boxed{A}", crop([0.1, 0.1, 0.3, 0.3])))
     assert list(terminated) == [True, False] and infos["num_ops"].tolist() == [0, 1]
     envs.close()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=10,
+)
+_FUZZ_ENV = PixelVQAEnv(tasks=[image_task(image=np.zeros((300, 400, 3), np.uint8))], max_turns=50, max_ops=50)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["crop_image_normalized", "crop_image", "image_zoom_in_tool", "select_frames", "zoom"]),
+    st.fixed_dictionaries({}, optional={"bbox_2d": _JSON, "target_image": _JSON, "target_frames": _JSON}),
+    st.lists(st.floats(-2, 3000, allow_nan=False), min_size=4, max_size=4),
+    st.integers(-3, 4),
+)
+def test_executor_fuzz_never_crashes_the_episode(name: str, arguments: dict, box: list, target: int) -> None:
+    """Random tool calls (and random well-formed boxes) give an image or an execution error, never an exception."""
+    env = _FUZZ_ENV
+    env.reset(seed=0)
+    for args in (arguments, {"bbox_2d": box, "target_image": target}):
+        obs, reward, terminated, truncated, info = env.step(format_tool_call(name, args))
+        assert not terminated and reward == 0.0
+        last = obs["messages"][-1]["content"]
+        assert (info["last_error"] and last[0]["text"].startswith("Execution error:")) or last[-1]["type"] == "image"

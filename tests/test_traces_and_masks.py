@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from agents.chat import load_processor
 from agents.scripted import BlindAgent, OracleAgent, RandomAgent
@@ -105,3 +106,20 @@ def test_large_evidence_gets_a_text_only_trace() -> None:
     assert big_trace.kind == "text_only" and big_trace.correct
     assert [m["role"] for m in big_trace.messages] == ["system", "user", "assistant"]
     assert small_trace.kind in ("direct", "self_correcting")
+
+
+def test_sft_cli_trains_on_saved_traces_and_saves_a_loadable_checkpoint(traces, tiny_model_path, tmp_path,
+                                                                        capsys) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    from rl_runner.sft import main as sft_main
+
+    path = save_traces(traces[:4], tmp_path / "traces")
+    sft_main(["--traces", str(path), "--model", str(tiny_model_path), "--out", str(tmp_path / "sft"),
+              "--epochs", "2", "--batch-size", "2"])
+    first, last = (float(v) for v in capsys.readouterr().out.split("loss ")[1].split(";")[0].split(" -> "))
+    assert last < first
+    tuned = AutoModelForImageTextToText.from_pretrained(tmp_path / "sft")
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_path)
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), base.parameters()))
+    assert hasattr(load_processor(tmp_path / "sft"), "image_processor")
