@@ -82,6 +82,8 @@ def parse_tool_call(body: str) -> Action:
     if isinstance(payload, Invalid):
         return payload
     name = payload.get("name")
+    if not isinstance(name, str):
+        return Invalid(f"a tool call needs a tool name as a string, got {name!r}"[:300])
     arguments = payload.get("arguments", payload.get("parameters", {}))
     if isinstance(arguments, str):
         arguments = _load_json_object(arguments)

@@ -73,6 +73,8 @@ def test_bad_turns_become_invalid_with_messages() -> None:
         ),
         '<tool_call>{"name": "select_frames", "arguments": {"target_frames": 3}}</tool_call>': "target_frames",
         "I think it is red.": "no tool call",
+        '<tool_call>{"name": {"nested": 1}, "arguments": {}}</tool_call>': "tool name",
+        '<tool_call>{"arguments": {"bbox_2d": [0, 0, 1, 1]}}</tool_call>': "tool name",
     }
     for text, message in cases.items():
         action = parse_turn(text)
