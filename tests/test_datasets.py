@@ -10,7 +10,6 @@ import imageio.v2 as imageio
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from agents.scripted import OracleAgent
@@ -20,14 +19,6 @@ from pixel_gym.datasets.video import decode_segments, segment_indices
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.reward import NO_CURIOSITY, anls
 from pixel_gym.tasks import Box, ImageLoadError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_image(path: Path, size: tuple[int, int] = (64, 48), value: int = 128) -> Path:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from benchmarks.eval import main, read_records
 from benchmarks.perf_eval import write_vstar_folder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(out: Path, *args: str) -> dict:
@@ -121,30 +110,8 @@ def test_vlm_agent_through_the_harness(tmp_path: Path, tiny_model_path: Path) ->
     assert all(r["turns"] == 1 for r in lines(tmp_path / "out" / "fine_detail.jsonl"))
 
 
-class AnswerA(BaseHTTPRequestHandler):
-    """A chat-completions endpoint that always answers (A)."""
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers["Content-Length"]))
-        payload = json.dumps({"choices": [{"message": {"content": "\\boxed{A}"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_openai_agent_through_the_harness(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswerA)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
-            "fine_detail", "--limit", "3")
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_openai_agent_through_the_harness(tmp_path: Path, chat_server) -> None:
+    endpoint, _ = chat_server(lambda request: "\\boxed{A}")
+    run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
+        "fine_detail", "--limit", "3")
     assert [r["answer"] for r in lines(tmp_path / "out" / "fine_detail.jsonl")] == ["A", "A", "A"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -16,47 +14,24 @@ from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 
 
-class ChatHandler(BaseHTTPRequestHandler):
-    """A minimal chat-completions server: zooms on the first turn, answers "B" once it has seen two images."""
-
-    requests: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        ChatHandler.requests.append(body)
-        if self.path != "/v1/chat/completions":
-            self.send_error(404)
-            return
-        images = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
-                  if p["type"] == "image_url"]
-        if len(images) < 2:  # the stop string "</tool_call>" is stripped, as vLLM does
-            call = {"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.1, 0.3, 0.3]}}
-            text = f"Zoom.\n<tool_call>\n{json.dumps(call)}\n"
-        else:
-            text = "\\boxed{B}"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def zoom_then_answer(request: dict) -> str:
+    """Zoom on the first turn, answer "B" once two images were seen; the stop string is stripped, as vLLM does."""
+    images = [p for m in request["messages"] if isinstance(m["content"], list) for p in m["content"]
+              if p["type"] == "image_url"]
+    if len(images) < 2:
+        call = {"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.1, 0.3, 0.3]}}
+        return f"Zoom.\n<tool_call>\n{json.dumps(call)}\n"
+    return "\\boxed{B}"
 
 
 @pytest.fixture()
-def server():
-    ChatHandler.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+def server(chat_server) -> tuple[str, list[dict]]:
+    return chat_server(zoom_then_answer)
 
 
-def test_agent_plays_episodes_through_a_real_endpoint(server: str) -> None:
-    agent = OpenAIChatAgent(server, model="served-model", max_tokens=64)
+def test_agent_plays_episodes_through_a_real_endpoint(server: tuple[str, list[dict]]) -> None:
+    url, requests = server
+    agent = OpenAIChatAgent(url, model="served-model", max_tokens=64)
     suite = make_suite("fine_detail", size=2, seed=0, image_size=(600, 700))
     envs = [PixelVQAEnv(tasks=suite) for _ in range(2)]
     observations = [env.reset(options={"index": i})[0] for i, env in enumerate(envs)]
@@ -66,7 +41,7 @@ def test_agent_plays_episodes_through_a_real_endpoint(server: str) -> None:
     assert all(info["num_ops"] == 1 for *_, info in results)
     final = [env.step(agent.act(obs)) for env, (obs, *_) in zip(envs, results)]
     assert all(terminated and info["answer"] == "B" for _, _, terminated, _, info in final)
-    request = ChatHandler.requests[-1]
+    request = requests[-1]
     assert request["model"] == "served-model" and request["stop"] == ["</tool_call>"]
     assert [m["role"] for m in request["messages"]] == ["system", "user", "assistant", "user"]
     url = request["messages"][-1]["content"][1]["image_url"]["url"]
@@ -74,11 +49,11 @@ def test_agent_plays_episodes_through_a_real_endpoint(server: str) -> None:
     assert crop.size == envs[-1].episode.views[-1].image.size
 
 
-def test_unreachable_endpoint_and_bad_responses_raise_clear_errors(server: str) -> None:
+def test_unreachable_endpoint_and_bad_responses_raise_clear_errors(server: tuple[str, list[dict]]) -> None:
     with pytest.raises(EndpointError, match="failed"):
         OpenAIChatAgent("http://127.0.0.1:9/v1", model="m", timeout=2).complete([])
     with pytest.raises(EndpointError, match="failed"):
-        OpenAIChatAgent(server.replace("/v1", "/nope"), model="m").complete([])
+        OpenAIChatAgent(server[0].replace("/v1", "/nope"), model="m").complete([])
 
 
 def test_close_tool_call() -> None:

@@ -6,17 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmarks.perf_eval import PARTS, Timers, main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_quick_run_writes_the_report(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
