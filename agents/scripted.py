@@ -5,6 +5,7 @@ Each writes text turns in the model's format, so they run through exactly the sa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,12 @@ from pixel_gym.env import PixelVQAEnv
 from pixel_gym.tasks import Box, Task, choice_letters
 
 
-def crop_call(bbox: tuple[float, float, float, float], target_image: int = 1) -> str:
-    box = [round(float(v), 2) for v in bbox]
-    return format_tool_call("crop_image_normalized", {"bbox_2d": box, "target_image": target_image})
+def crop_call(bbox: tuple[float, float, float, float], target_image: int = 1, decimals: int = 2) -> str:
+    """A `crop_image_normalized` call; the box is rounded outwards to `decimals`, so it still covers `bbox`."""
+    scale = 10**decimals
+    x1, y1 = (math.floor(v * scale) / scale for v in bbox[:2])
+    x2, y2 = (math.ceil(v * scale) / scale for v in bbox[2:])
+    return format_tool_call("crop_image_normalized", {"bbox_2d": [x1, y1, x2, y2], "target_image": target_image})
 
 
 def frames_call(frames: list[int]) -> str:

@@ -28,6 +28,7 @@ from pixel_gym.tasks import Task, choice_letters
 
 KINDS = ("direct", "self_correcting", "text_only")
 VISIBLE_SIDE = 56  # a target whose shorter side spans this many pixels in the global view needs no zoom
+BOX_DECIMALS = 2  # boxes in traces are rounded outwards to this many decimals, so they still cover the target
 
 
 @dataclass
@@ -78,11 +79,11 @@ def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generat
         return [first, final]
     region = target_region(task, episode.views[0].frame_size)
     look = "The detail the question asks about is too small to read in the full image. "
-    zoom = crop_call(region)
+    zoom = crop_call(region, decimals=BOX_DECIMALS)
     if kind == "self_correcting":
         wrong = _wrong_region(region, rng)
         return [
-            look + "Let me zoom in where it might be.\n" + crop_call(wrong),
+            look + "Let me zoom in where it might be.\n" + crop_call(wrong, decimals=BOX_DECIMALS),
             "The zoomed region does not show what the question asks about. Let me zoom in on another region.\n" + zoom,
             final,
         ]
