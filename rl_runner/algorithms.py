@@ -52,16 +52,20 @@ def outcome_token_rewards(rewards: Sequence[float], mask: torch.Tensor) -> torch
     return token_rewards
 
 
+def grpo_episode_advantages(rewards: Sequence[float], groups: Sequence[str], norm_by_std: bool) -> torch.Tensor:
+    """[B] GRPO outcome advantage of each episode (verl's estimator on one reward token per episode)."""
+    scores = torch.tensor(rewards, dtype=torch.float32).unsqueeze(-1)
+    advantages, _ = core_algos.compute_grpo_outcome_advantage(
+        scores, torch.ones_like(scores), np.array(groups, dtype=object), norm_adv_by_std_in_grpo=norm_by_std
+    )
+    return advantages[:, 0]
+
+
 def grpo_advantages(
     rewards: Sequence[float], groups: Sequence[str], mask: torch.Tensor, norm_by_std: bool
 ) -> torch.Tensor:
-    advantages, _ = core_algos.compute_grpo_outcome_advantage(
-        outcome_token_rewards(rewards, mask),
-        mask.float(),
-        np.array(groups, dtype=object),
-        norm_adv_by_std_in_grpo=norm_by_std,
-    )
-    return advantages
+    """[B, L] advantages: each episode's GRPO advantage on its assistant tokens."""
+    return grpo_episode_advantages(rewards, groups, norm_by_std)[:, None] * mask.float()
 
 
 class ValueHead(nn.Module):
@@ -161,30 +165,28 @@ class PolicyTrainer:
         size = self.config.micro_batch_size
         pad = self.processor.tokenizer.pad_token_id or 0
         parts = []
-        advantages_by_episode: list[torch.Tensor] = []
-        if self.config.algorithm == "grpo":  # advantages need whole groups: compute them on the full batch
-            inputs, mask = batch_conversations(conversations, pad)
-            full = grpo_advantages(rewards, groups, mask, self.config.norm_adv_by_std)
-            advantages_by_episode = [full[i, full.shape[1] - c.num_tokens :] for i, c in enumerate(conversations)]
+        episode_advantages = (
+            grpo_episode_advantages(rewards, groups, self.config.norm_adv_by_std)
+            if self.config.algorithm == "grpo"
+            else None
+        )
         for start in range(0, len(conversations), size):
             chunk = conversations[start : start + size]
             inputs, mask = batch_conversations(chunk, pad)
             inputs = {key: value.to(self.device) for key, value in inputs.items()}
-            mask = mask.to(self.device)
             with torch.no_grad():
                 old, values = forward_logprobs(self.model, inputs, self.value_head)
                 ref = forward_logprobs(self.reference, inputs)[0] if self.reference is not None else None
-            if self.config.algorithm == "grpo":
-                advantages = torch.zeros(mask.shape)
-                for row, conversation in enumerate(chunk):
-                    advantages[row, mask.shape[1] - conversation.num_tokens :] = advantages_by_episode[start + row]
-                returns = None
-            else:
-                token_rewards = outcome_token_rewards(rewards[start : start + size], mask.cpu())
+            returns = None
+            if episode_advantages is not None:
+                advantages = episode_advantages[start : start + size, None] * mask.float()
+            else:  # PPO: GAE over the value head's estimates (gamma = lambda = 1, outcome reward)
+                token_rewards = outcome_token_rewards(rewards[start : start + size], mask)
                 advantages, returns = core_algos.compute_gae_advantage_return(
-                    token_rewards, values.detach().cpu(), mask.cpu().float(), torch.tensor(1.0), torch.tensor(1.0)
+                    token_rewards, values.detach().cpu(), mask.float(), torch.tensor(1.0), torch.tensor(1.0)
                 )
                 returns = returns.to(self.device)
+            mask = mask.to(self.device)
             parts.append(
                 {
                     "inputs": inputs,
