@@ -51,9 +51,14 @@ class Answer:
 
 @dataclass(frozen=True)
 class Invalid:
-    """A turn that asked for nothing executable; `message` tells the model why."""
+    """A turn that asked for nothing executable; `message` tells the model why.
+
+    `tool_call` is True when the turn did hold a `<tool_call>` block (malformed): it still counts as a tool call
+    for RaPR and the op penalty, as in the paper's released code.
+    """
 
     message: str
+    tool_call: bool = False
 
 
 Action = ZoomIn | SelectFrames | Answer | Invalid
@@ -68,7 +73,8 @@ def parse_turn(text: Any) -> Action:
         return Invalid(f"the turn is {len(text)} characters long; the limit is {MAX_TEXT_ACTION}")
     blocks = TOOL_CALL_BLOCK.findall(text)
     if blocks:
-        return parse_tool_call(blocks[-1])
+        action = parse_tool_call(blocks[-1])
+        return Invalid(action.message, tool_call=True) if isinstance(action, Invalid) else action
     answer = last_boxed(text)
     if answer is not None:
         return Answer(answer.strip())

@@ -146,9 +146,9 @@ class PixelVQAEnv(gym.Env):
 
     def _final_reward(self, episode: Episode) -> RewardParts:
         correctness = score_answer(episode.answer or "", episode.task) if episode.answer else 0.0
-        rate = self.running_rapr.update(episode.task.id, episode.num_ops > 0)
+        rate = self.running_rapr.update(episode.task.id, episode.num_tool_calls > 0)
         return shape_reward(
-            correctness, episode.num_ops, rate, self.curiosity, episode.task.is_video, episode.last_op_failed
+            correctness, episode.num_tool_calls, rate, self.curiosity, episode.task.is_video, episode.last_op_failed
         )
 
     def _final_info(self, episode: Episode, parts: RewardParts) -> dict[str, Any]:
@@ -165,7 +165,7 @@ class PixelVQAEnv(gym.Env):
             "task_id": episode.task.id,
             "turn": episode.turns,
             "num_ops": episode.num_ops,
-            "num_tool_calls": len(episode.ops),
+            "num_tool_calls": episode.num_tool_calls,
             "num_errors": episode.num_errors,
             "used_pixel_op": episode.num_ops > 0,
         }

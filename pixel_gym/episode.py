@@ -132,6 +132,11 @@ class Episode:
         return sum(op.ok for op in self.ops)
 
     @property
+    def num_tool_calls(self) -> int:
+        """Tool calls made: executed, failed or malformed. RaPR and the op penalty count these (the paper's rule)."""
+        return len(self.ops)
+
+    @property
     def last_op_failed(self) -> bool:
         return bool(self.ops) and not self.ops[-1].ok
 

@@ -37,6 +37,8 @@ def execute(action: Action, episode: Episode, limits: Limits) -> Feedback:
     if isinstance(action, Answer):
         return Feedback(answer=action.text)
     if isinstance(action, Invalid):
+        if action.tool_call:
+            episode.ops.append(OpRecord("malformed", ok=False, error=action.message))
         return _error(episode, action.message)
     tool = "select_frames" if isinstance(action, SelectFrames) else "crop_image"
     try:

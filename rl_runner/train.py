@@ -99,7 +99,7 @@ def summarize(stats: RolloutStats, parts: list[RewardParts] | None = None) -> di
     episodes = stats.episodes
     by_task: dict[str, list[bool]] = {}
     for episode in episodes:
-        by_task.setdefault(episode.group, []).append(episode.num_ops > 0)
+        by_task.setdefault(episode.group, []).append(episode.num_tool_calls > 0)
     calls = sum(e.num_tool_calls for e in episodes)
     turns = sum(e.turns for e in episodes)
     summary = {
@@ -130,7 +130,7 @@ def shape_rewards(episodes: Sequence[EpisodeRecord], config: TrainConfig) -> lis
     for members in groups.values():
         shaped = shape_group(
             [episodes[i].correctness for i in members],
-            [episodes[i].num_ops for i in members],
+            [episodes[i].num_tool_calls for i in members],
             config.curiosity,
             episodes[members[0]].is_video,
             [episodes[i].last_op_failed for i in members],

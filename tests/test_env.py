@@ -119,28 +119,33 @@ def test_curiosity_bonus_when_question_rarely_uses_ops() -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "message"),
+    ("action", "message", "tool_calls"),
     [
-        ("<tool_call>{bad json</tool_call>", "not valid JSON"),
-        (crop([0.1, 0.1, 0.2, 0.2], target=5), "does not exist"),
-        (crop([2000, 2000, 2100, 2100]), "outside"),
-        (crop([0.3, 0.3, 0.1, 0.1]), "inverted"),
-        ('<tool_call>{"name": "select_frames", "arguments": {"target_frames": [1]}}</tool_call>', "videos only"),
-        ('<tool_call>{"name": "paint", "arguments": {}}</tool_call>', "unknown tool"),
-        ("just thinking", "no tool call"),
-        (12345, "must be text"),
-        ((ZOOM, {"bbox": [0.5, 0.5, 0.4, 0.6], "target_image": 0}), "inverted"),
+        ("<tool_call>{bad json</tool_call>", "not valid JSON", 1),
+        (crop([0.1, 0.1, 0.2, 0.2], target=5), "does not exist", 1),
+        (crop([2000, 2000, 2100, 2100]), "outside", 1),
+        (crop([0.3, 0.3, 0.1, 0.1]), "inverted", 1),
+        ('<tool_call>{"name": "select_frames", "arguments": {"target_frames": [1]}}</tool_call>', "videos only", 1),
+        ('<tool_call>{"name": "paint", "arguments": {}}</tool_call>', "unknown tool", 1),
+        ("just thinking", "no tool call", 0),
+        (12345, "must be text", 0),
+        ((ZOOM, {"bbox": [0.5, 0.5, 0.4, 0.6], "target_image": 0}), "inverted", 1),
     ],
 )
-def test_bad_actions_give_error_observations_and_the_episode_goes_on(action: object, message: str) -> None:
+def test_bad_actions_give_error_observations_and_the_episode_goes_on(
+    action: object, message: str, tool_calls: int
+) -> None:
     env = PixelVQAEnv(tasks=[image_task()])
     env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(action)
     assert not terminated and not truncated and reward == 0.0
     assert message in info["last_error"] and info["num_errors"] == 1
+    # every tool-call attempt counts for RaPR and the op penalty (the released code's rule); none succeeded
+    assert info["num_tool_calls"] == tool_calls and info["num_ops"] == 0
     assert obs["messages"][-1]["content"][0]["text"].startswith("Execution error:\n")
-    _, _, terminated, _, info = env.step((ANSWER, "B"))
+    _, reward, terminated, _, info = env.step((ANSWER, "B"))
     assert terminated and info["correctness"] == 1.0
+    assert reward == pytest.approx(1.0)  # first episode of the question: RaPR >= H, one call is free
 
 
 def test_op_limit_and_turn_limit() -> None:

@@ -307,14 +307,14 @@ def test_estimator_adds_the_group_curiosity_terms(verl_config: Any) -> None:
         non_tensors={"uid": np.array(list("aaaabb"), dtype=object)},
     )
     fields = {
-        F.NUM_OPS: np.array([1, 0, 0, 0, 3, None], dtype=object),
+        F.NUM_TOOL_CALLS: np.array([1, 0, 0, 0, 3, None], dtype=object),
         F.IS_VIDEO: np.array([False] * 6, dtype=object),
         F.LAST_OP_FAILED: np.array([False] * 6, dtype=object),
     }
     with sample_fields(fields):
         advantages = compute_advantage(data, adv_estimator=ESTIMATOR, config=verl_config.algorithm).batch["advantages"]
     # group a: RaPR 1/4 < 0.3 -> rollout 0 gets +0.5; shaped [1.5, 0, 0, 0], mean 0.375
-    # group b: RaPR 1/2 -> no bonus; rollout 4 made 3 ops -> -0.1; shaped [0.9, 1.0], mean 0.95
+    # group b: RaPR 1/2 -> no bonus; rollout 4 made 3 tool calls -> -0.1; shaped [0.9, 1.0], mean 0.95
     expected = torch.tensor([1.125, -0.375, -0.375, -0.375, -0.05, 0.05])
     assert torch.allclose(advantages[:, 0], expected) and advantages[2, 3:].abs().sum() == 0
     config = OmegaConf.create(
@@ -331,8 +331,8 @@ def test_estimator_adds_the_group_curiosity_terms(verl_config: Any) -> None:
 
 
 def test_fields_columns_fill_the_rows_of_other_agent_loops() -> None:
-    columns = F.columns([{F.NUM_OPS: 2, F.IS_VIDEO: True, F.LAST_OP_FAILED: False}, {"turn_scores": []}, None])
-    assert list(columns[F.NUM_OPS]) == [2, None, None] and list(columns[F.IS_VIDEO]) == [True, None, None]
+    columns = F.columns([{F.NUM_TOOL_CALLS: 2, F.IS_VIDEO: True, F.LAST_OP_FAILED: False}, {"turn_scores": []}, None])
+    assert list(columns[F.NUM_TOOL_CALLS]) == [2, None, None] and list(columns[F.IS_VIDEO]) == [True, None, None]
 
 
 def test_rollout_reward_and_advantage_through_verl(

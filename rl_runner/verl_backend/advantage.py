@@ -24,7 +24,7 @@ import torch
 from verl.trainer.ppo import core_algos
 
 from pixel_gym.reward import CuriosityConfig, RewardParts, shape_group
-from rl_runner.verl_backend.fields import IS_VIDEO, LAST_OP_FAILED, NUM_OPS
+from rl_runner.verl_backend.fields import IS_VIDEO, LAST_OP_FAILED, NUM_TOOL_CALLS
 
 ESTIMATOR = "grpo_curiosity"
 TRAINER_MODE = "pixel_gym_sync"  # the verl trainer that feeds this estimator (`rl_runner.verl_backend.trainer`)
@@ -76,7 +76,7 @@ def shape_batch(correctness: list[float], fields: Mapping[str, np.ndarray], inde
                 config: CuriosityConfig) -> list[RewardParts]:
     """Reward parts of every sample, each group shaped with its own exact RaPR."""
     size = len(correctness)
-    n_ops = [int(v) for v in _column(fields, NUM_OPS, 0, size)]
+    n_ops = [int(v) for v in _column(fields, NUM_TOOL_CALLS, 0, size)]  # tool calls, as RaPR counts them
     is_video = [bool(v) for v in _column(fields, IS_VIDEO, False, size)]
     failed = [bool(v) for v in _column(fields, LAST_OP_FAILED, False, size)]
     groups: dict[Any, list[int]] = {}

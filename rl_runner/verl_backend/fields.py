@@ -23,7 +23,7 @@ IS_VIDEO = "pixel_is_video"
 TURNS = "pixel_turns"
 ANSWER = "pixel_answer"
 ANSWERED = "pixel_answered"
-ADVANTAGE_FIELDS = (NUM_OPS, IS_VIDEO, LAST_OP_FAILED)
+ADVANTAGE_FIELDS = (NUM_TOOL_CALLS, IS_VIDEO, LAST_OP_FAILED)
 
 
 def episode_fields(episode: Episode) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def episode_fields(episode: Episode) -> dict[str, Any]:
     return {
         TASK_ID: episode.task.id,
         NUM_OPS: episode.num_ops,
-        NUM_TOOL_CALLS: len(episode.ops),
+        NUM_TOOL_CALLS: episode.num_tool_calls,
         NUM_ERRORS: episode.num_errors,
         LAST_OP_FAILED: episode.last_op_failed,
         IS_VIDEO: episode.task.is_video,

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
 from rl_runner.verl_backend.advantage import TRAINER_MODE, sample_fields
-from rl_runner.verl_backend.fields import NUM_OPS, columns
+from rl_runner.verl_backend.fields import NUM_TOOL_CALLS, columns
 
 SYNC_MODE = "sync"
 
@@ -32,8 +32,8 @@ class PixelGymSyncTrainer(PPOTrainerSync):
     def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         fields = columns(data.pop("extra_fields").tolist())
-        ops = np.array([value or 0 for value in fields[NUM_OPS]], dtype=float)
-        metrics.update({"pixel_gym/ops_per_rollout": float(ops.mean()),
-                        "pixel_gym/rollouts_with_op": float((ops > 0).mean())})
+        calls = np.array([value or 0 for value in fields[NUM_TOOL_CALLS]], dtype=float)
+        metrics.update({"pixel_gym/tool_calls_per_rollout": float(calls.mean()),
+                        "pixel_gym/rapr": float((calls > 0).mean())})
         with sample_fields(fields):
             return super()._compute_advantage(batch, metrics)
