@@ -35,9 +35,9 @@ class TrainConfig:
     budgets: str = "compact"
     max_turns: int = 4
     # SFT warm-start
-    sft_tasks: int = 128
+    sft_tasks: int = 384
     self_correct_fraction: float = 0.3
-    sft_epochs: int = 5
+    sft_epochs: int = 3
     sft_lr: float = 2e-3
     sft_batch_size: int = 4
     # RL
