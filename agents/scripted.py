@@ -12,6 +12,7 @@ import numpy as np
 
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops import MAX_SELECTED_FRAMES
 from pixel_gym.tasks import Box, Task, choice_letters
 
 
@@ -91,10 +92,14 @@ def oracle_operation(task: Task, env: PixelVQAEnv) -> str:
     """The tool call that shows the annotated evidence: a crop of the target boxes, or the key frames."""
     episode = env._require_episode()
     if task.is_video:
-        shown = episode.shown_frames
-        numbers = [shown.index(f) + 1 for f in task.key_frames if f in shown]
-        return frames_call(numbers[:8] or [1])
+        return frames_call(key_frame_numbers(task, episode.shown_frames))
     return crop_call(target_region(task, episode.views[0].frame_size))
+
+
+def key_frame_numbers(task: Task, shown_frames: list[int]) -> list[int]:
+    """1-based numbers of the shown frames that are key frames (at most 8; frame 1 when none is shown)."""
+    numbers = [shown_frames.index(f) + 1 for f in task.key_frames if f in shown_frames]
+    return numbers[:MAX_SELECTED_FRAMES] or [1]
 
 
 def target_region(task: Task, size: tuple[int, int]) -> tuple[float, float, float, float]:

@@ -80,12 +80,10 @@ def _concatenate(pieces: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
                   and value.shape[1] == piece["input_ids"].shape[1]}
     result: dict[str, torch.Tensor] = {}
     for key in dict.fromkeys(k for piece in pieces for k in piece):
-        values = [piece[key] for piece in pieces if key in piece]
-        if key in token_keys:
-            values = [piece.get(key, torch.zeros_like(piece["input_ids"])) for piece in pieces]
-            result[key] = torch.cat(values, dim=-1)
-        else:
-            result[key] = torch.cat(values, dim=0)
+        if key in token_keys:  # token-aligned: every piece contributes (zeros where it lacks the key)
+            result[key] = torch.cat([piece.get(key, torch.zeros_like(piece["input_ids"])) for piece in pieces], dim=-1)
+        else:  # per-image tensors (pixel_values, image_grid_thw): only the pieces that hold images
+            result[key] = torch.cat([piece[key] for piece in pieces if key in piece], dim=0)
     return result
 
 

@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from agents.scripted import boxed, crop_call, frames_call, target_region
+from agents.scripted import boxed, crop_call, frames_call, key_frame_numbers, target_region
+from pixel_gym.datasets.common import resolve_inside
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.episode import Episode
 from pixel_gym.suites import make_suite
-from pixel_gym.tasks import Task, choice_letters
+from pixel_gym.tasks import ImageRef, Task, choice_letters
 
 KINDS = ("direct", "self_correcting", "text_only")
 VISIBLE_SIDE = 56  # a target whose shorter side spans this many pixels in the global view needs no zoom
@@ -66,7 +67,7 @@ def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generat
         return [f"The relevant detail is large enough to see in the image. The answer is {boxed(task.answers[0])}."]
     if task.is_video:
         shown = episode.shown_frames
-        right = [shown.index(f) + 1 for f in task.key_frames if f in shown][:8] or [1]
+        right = key_frame_numbers(task, shown)
         look = "The question is about a brief event; the low-resolution frames are not enough. "
         first = look + f"I will select frames {right} to see them in full resolution.\n" + frames_call(right)
         if kind == "self_correcting":
@@ -188,11 +189,8 @@ def load_traces(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _read_image(root: Path, relative: str) -> np.ndarray:
-    target = (root / relative).resolve()
-    if root.resolve() not in target.parents:
-        raise ValueError(f"image path {relative!r} escapes the data folder {root}")
-    with Image.open(target) as image:
-        return np.asarray(image.convert("RGB"))
+    """An image of a traces folder as an array; paths may not leave the folder, unreadable files name themselves."""
+    return np.asarray(ImageRef(resolve_inside(root, relative, "traces")).open())
 
 
 def main(argv: list[str] | None = None) -> None:

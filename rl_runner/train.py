@@ -169,8 +169,9 @@ class Trainer:
             print(f"resuming after RL step {state['step']} from {resume_from}")
         self.run.truncate_log(start)
         self._rl(start)
-        plot_learning_curve(self.run.records(), self.run.dir / "learning_curve.png", self.config.curiosity_threshold)
-        return self.run.records()[-1] if self.run.records() else {}
+        records = self.run.records()
+        plot_learning_curve(records, self.run.dir / "learning_curve.png", self.config.curiosity_threshold)
+        return records[-1] if records else {}
 
     def _warm_start(self, resumed: bool) -> str | Path:
         """The model RL starts from: `init_from`, or the SFT checkpoint (trained now unless a resume finds it)."""
