@@ -6,6 +6,7 @@ Each writes text turns in the model's format, so they run through exactly the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,21 @@ from pixel_gym.env import PixelVQAEnv
 from pixel_gym.ops import MAX_SELECTED_FRAMES
 from pixel_gym.tasks import Box, Task, choice_letters
 
+NORMALIZED_TOP = 0.99  # a box is read as normalized only if all four values are < 1 (the released rule)
 
-def crop_call(bbox: tuple[float, float, float, float], target_image: int = 1, decimals: int = 2) -> str:
-    """A `crop_image_normalized` call; the box is rounded outwards to `decimals`, so it still covers `bbox`."""
+
+def outward_box(bbox: Sequence[float], decimals: int = 2) -> list[float]:
+    """A normalized box rounded outwards to `decimals` (so it covers `bbox`), every value kept below 1."""
     scale = 10**decimals
-    x1, y1 = (math.floor(v * scale) / scale for v in bbox[:2])
-    x2, y2 = (math.ceil(v * scale) / scale for v in bbox[2:])
-    return format_tool_call("crop_image_normalized", {"bbox_2d": [x1, y1, x2, y2], "target_image": target_image})
+    x1, y1 = (round(math.floor(v * scale) / scale, decimals) for v in bbox[:2])
+    x2, y2 = (min(round(math.ceil(v * scale) / scale, decimals), NORMALIZED_TOP) for v in bbox[2:])
+    return [x1, y1, x2, y2]
+
+
+def crop_call(bbox: Sequence[float], target_image: int = 1, decimals: int = 2) -> str:
+    """A `crop_image_normalized` call on `bbox` rounded outwards to `decimals` (see `outward_box`)."""
+    arguments = {"bbox_2d": outward_box(bbox, decimals), "target_image": target_image}
+    return format_tool_call("crop_image_normalized", arguments)
 
 
 def frames_call(frames: list[int]) -> str:

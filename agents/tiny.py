@@ -14,6 +14,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
 
 TINY_VERSION = "v2"
+PRETRAINED_BASE = Path(__file__).resolve().parent.parent / "models" / "pixel-tiny-base"  # `rl_runner.pretrain`
 BPE_VOCAB_SIZE = 2048
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16384 * 28 * 28
@@ -201,11 +203,29 @@ _WORDS = tuple(_WORD_TEXT.split())
 
 
 
-def build_tiny_model(output_dir: str | os.PathLike, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
+@dataclass(frozen=True)
+class TinyShape:
+    """The sizes of a tiny Qwen2.5-VL: text decoder and vision tower."""
+
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 4
+    vision_hidden: int = 64
+    vision_layers: int = 2
+
+
+TEST_SHAPE = TinyShape()  # 1.5M parameters: tests and smoke runs
+# 3.6M parameters: the base `rl_runner.pretrain` trains; a 4-layer vision tower wide enough to read the tags' glyphs
+BASE_SHAPE = TinyShape(text_hidden=192, text_layers=4, text_heads=6, vision_hidden=128, vision_layers=4)
+
+
+def build_tiny_model(
+    output_dir: str | os.PathLike, seed: int = 0, corpus: Iterable[str] | None = None, shape: TinyShape = TEST_SHAPE
+) -> Path:
     """Build a random-weight tiny Qwen2.5-VL with its processor and save both to `output_dir`."""
     output = Path(output_dir)
     tokenizer = build_tokenizer(_corpus(corpus))
-    model = _tiny_model(tokenizer, seed)
+    model = _tiny_model(tokenizer, seed, shape)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)  # also writes chat_template.jinja, which the processor reads
     _image_processor().save_pretrained(output)
@@ -225,6 +245,18 @@ def ensure_tiny_model(cache_dir: str | os.PathLike, seed: int = 0) -> Path:
     except OSError:  # another process finished first
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def resolve_model(name: str, cache_dir: str | os.PathLike, seed: int = 0) -> str | Path:
+    """A model name as the CLIs take it: "tiny" (the pretrained base), "tiny-random", or a hub id / local path."""
+    if name == "tiny":
+        if not (PRETRAINED_BASE / "config.json").is_file():
+            raise FileNotFoundError(f"the pretrained tiny base is missing at {PRETRAINED_BASE}; build it with "
+                                    "`python -m rl_runner.pretrain`, or use the model 'tiny-random'")
+        return PRETRAINED_BASE
+    if name == "tiny-random":
+        return ensure_tiny_model(cache_dir, seed=seed)
+    return name
 
 
 def build_tokenizer(texts: Iterable[str]) -> Qwen2Tokenizer:
@@ -261,21 +293,23 @@ def _image_processor():
     return image_processor_class(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
 
 
-def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
+def tiny_config(tokenizer: Qwen2Tokenizer, shape: TinyShape = TEST_SHAPE) -> Qwen2_5_VLConfig:
     """Qwen2.5-VL's architecture at toy size; token ids taken from `tokenizer`."""
     ids = tokenizer.convert_tokens_to_ids
     vocab_size = -(-len(tokenizer) // 64) * 64  # padded like the hub checkpoints
     text = {
-        "vocab_size": vocab_size, "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+        "vocab_size": vocab_size, "hidden_size": shape.text_hidden, "intermediate_size": 3 * shape.text_hidden,
+        "num_hidden_layers": shape.text_layers, "num_attention_heads": shape.text_heads, "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0, "mrope_section": [4, 6, 6]},
         "bos_token_id": ids("<|endoftext|>"), "eos_token_id": ids("<|im_end|>"),
         "pad_token_id": ids("<|endoftext|>"), "tie_word_embeddings": False,
     }
     vision = {
-        "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4, "out_hidden_size": 128,
+        "depth": shape.vision_layers, "hidden_size": shape.vision_hidden, "intermediate_size": 2 * shape.vision_hidden,
+        "num_heads": 4, "out_hidden_size": shape.text_hidden,
         "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-        "fullatt_block_indexes": [1], "tokens_per_second": 2,
+        "fullatt_block_indexes": list(range(1, shape.vision_layers, 2)), "tokens_per_second": 2,
     }
     return Qwen2_5_VLConfig(
         text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
@@ -284,9 +318,9 @@ def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def _tiny_model(tokenizer: Qwen2Tokenizer, seed: int) -> Qwen2_5_VLForConditionalGeneration:
+def _tiny_model(tokenizer: Qwen2Tokenizer, seed: int, shape: TinyShape) -> Qwen2_5_VLForConditionalGeneration:
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer)).eval()
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, shape)).eval()
     ids = tokenizer.convert_tokens_to_ids
     model.generation_config = GenerationConfig(
         bos_token_id=ids("<|endoftext|>"), eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],

@@ -29,7 +29,8 @@ from pixel_gym.tasks import ImageRef, Task, choice_letters
 
 KINDS = ("direct", "self_correcting", "text_only")
 VISIBLE_SIDE = 56  # a target whose shorter side spans this many pixels in the global view needs no zoom
-BOX_DECIMALS = 2  # boxes in traces are rounded outwards to this many decimals, so they still cover the target
+BOX_DECIMALS = 1  # boxes in traces are rounded outwards to tenths: they cover the target and the 0.1 padding frames it
+LOOK = "The detail the question asks about is too small to read in the full image. "
 
 
 @dataclass
@@ -62,7 +63,7 @@ def evidence_sentence(task: Task) -> str:
 def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generator) -> list[str]:
     """The assistant turns of a trace of `kind` for the task the env has just reset to."""
     episode = env._require_episode()
-    final = f"{evidence_sentence(task)} The answer is {boxed(task.answers[0])}."
+    final = final_turn(task)
     if kind == "text_only":
         return [f"The relevant detail is large enough to see in the image. The answer is {boxed(task.answers[0])}."]
     if task.is_video:
@@ -79,16 +80,25 @@ def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generat
             ]
         return [first, final]
     region = target_region(task, episode.views[0].frame_size)
-    look = "The detail the question asks about is too small to read in the full image. "
     zoom = crop_call(region, decimals=BOX_DECIMALS)
     if kind == "self_correcting":
         wrong = _wrong_region(region, rng)
         return [
-            look + "Let me zoom in where it might be.\n" + crop_call(wrong, decimals=BOX_DECIMALS),
+            LOOK + "Let me zoom in where it might be.\n" + crop_call(wrong, decimals=BOX_DECIMALS),
             "The zoomed region does not show what the question asks about. Let me zoom in on another region.\n" + zoom,
             final,
         ]
-    return [look + "I will zoom in on it.\n" + zoom, final]
+    return [look_turn(region), final]
+
+
+def look_turn(region: tuple[float, float, float, float]) -> str:
+    """The first turn of a direct trace: say why, then crop `region` (normalized)."""
+    return LOOK + "I will zoom in on it.\n" + crop_call(region, decimals=BOX_DECIMALS)
+
+
+def final_turn(task: Task) -> str:
+    """The answering turn after the evidence has been seen."""
+    return f"{evidence_sentence(task)} The answer is {boxed(task.answers[0])}."
 
 
 def _wrong_region(region: tuple[float, ...], rng: np.random.Generator) -> tuple[float, float, float, float]:

@@ -34,6 +34,8 @@ class FineDetailSuite(Suite):
     the other tags are gray), with the symbol and its nearest look-alikes as options; "relative_position" asks
     whether the tag showing X is left or right of the tag showing Y (two options; the pair's centres lie within
     `max_pair_distance` pixels, so one crop covers both). `target_boxes` holds the tag, or the union of the pair.
+    `annotations["locatable"]`: whether the target can be found in the global view (the colour of an attribute
+    question's tag shows there; the glyphs a relative-position question names do not).
 
     Parameters:
         image_size: (min, max) pixels of each side, drawn independently (random aspect); (448, 448) is fixed.
@@ -102,7 +104,8 @@ class FineDetailSuite(Suite):
             id=task_id, question=q.text, answers=(q.answer,), metric="choice", choices=q.choices,
             images=(ImageRef(scene, name=task_id),), category=category, source=SOURCE,
             target_boxes=(Box.union([Box(*tags[i]["box"]) for i in targets]),),
-            annotations={"image_size": list(size), "tags": tags, "targets": targets, **q.extra},
+            annotations={"image_size": list(size), "tags": tags, "targets": targets,
+                         "locatable": category == "attribute", **q.extra},
         )
 
     def _attribute(self, rng: np.random.Generator, size: tuple[int, int]) -> _Question:

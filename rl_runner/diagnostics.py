@@ -1,0 +1,99 @@
+"""Loss diagnostics: the next-token loss split by what a token is (template, box coordinate, answer).
+
+A model that learns nothing from the pixels still learns the turn format, so the plain loss falls and says
+little. Split by kind, the coordinate and answer losses show whether the pixels are used: a model that guesses
+stays at the uniform level (ln 10 for a coordinate digit, ln k for a k-way answer).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+GRAY = 128
+TOKEN_KINDS = ("template", "coordinate", "answer")
+_BOX = re.compile(r"\[\s*-?\d[\d.,\s-]*\]")  # a box written as [x1, y1, x2, y2]
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def char_kinds(text: str) -> list[str]:
+    """The kind of every character: a box's digits are coordinates (but the "0." of a normalized value), the
+    inside of \\boxed{} is the answer."""
+    kinds = ["template"] * len(text)
+    for box in _BOX.finditer(text):
+        for number in _NUMBER.finditer(text, box.start(), box.end()):
+            # the "0." of a normalized value is format, not information
+            start = number.start() + 2 if number.group().startswith("0.") else number.start()
+            for i in range(start, number.end()):
+                if text[i].isdigit():
+                    kinds[i] = "coordinate"
+    for match in _BOXED.finditer(text):
+        for i in range(match.start(1), match.end(1)):
+            kinds[i] = "answer"
+    return kinds
+
+
+def token_kinds(tokenizer, token_ids: Sequence[int]) -> list[str]:
+    """The kind of each token of a decoded span: the most specific kind among its characters."""
+    pieces = [tokenizer.decode([int(t)]) for t in token_ids]
+    kinds_of_chars = char_kinds("".join(pieces))
+    kinds, start = [], 0
+    for piece in pieces:
+        inside = set(kinds_of_chars[start : start + len(piece)])
+        start += len(piece)
+        kinds.append("answer" if "answer" in inside else "coordinate" if "coordinate" in inside else "template")
+    return kinds
+
+
+def split_losses(
+    tokenizer, input_ids: torch.Tensor, logprobs: torch.Tensor, loss_mask: torch.Tensor
+) -> dict[str, tuple[float, int]]:
+    """Summed loss and token count per kind over the masked tokens of a batch ([B, L] tensors)."""
+    totals = {kind: [0.0, 0] for kind in TOKEN_KINDS}
+    for row in range(input_ids.shape[0]):
+        mask = loss_mask[row].bool()
+        ids = input_ids[row][mask].tolist()
+        losses = (-logprobs[row][mask]).tolist()
+        for kind, loss in zip(token_kinds(tokenizer, ids), losses):
+            totals[kind][0] += loss
+            totals[kind][1] += 1
+    return {kind: (total, count) for kind, (total, count) in totals.items()}
+
+
+class LossSplit:
+    """Running mean loss per token kind over a window of recent steps."""
+
+    def __init__(self) -> None:
+        self.sums = {kind: 0.0 for kind in TOKEN_KINDS}
+        self.counts = {kind: 0 for kind in TOKEN_KINDS}
+
+    def add(self, parts: dict[str, tuple[float, int]]) -> None:
+        for kind, (total, count) in parts.items():
+            self.sums[kind] += total
+            self.counts[kind] += count
+
+    def means(self) -> dict[str, float]:
+        """Mean loss per kind (NaN for a kind with no token); resets the window."""
+        means = {f"loss_{k}": (self.sums[k] / self.counts[k] if self.counts[k] else math.nan) for k in TOKEN_KINDS}
+        self.__init__()
+        return means
+
+
+def uniform_levels(num_choices: int) -> dict[str, float]:
+    """The loss of a uniform guess: ln 10 per coordinate digit, ln k per k-way answer."""
+    return {"loss_coordinate": math.log(10), "loss_answer": math.log(num_choices)}
+
+
+def grayed(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same chat with every image flat gray (same size): the blind control of a training run."""
+    return [
+        {**m, "content": [{**p, "image": np.full_like(p["image"], GRAY)} if p.get("type") == "image" else p
+                          for p in m["content"]]}
+        for m in messages
+    ]

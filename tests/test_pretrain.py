@@ -1,0 +1,134 @@
+"""The pretraining stage: its examples, the loss diagnostics, the looking metrics and the command on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoModelForImageTextToText
+
+from agents.chat import load_processor
+from agents.scripted import crop_call, outward_box
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.suites import make_suite
+from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
+from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_hits
+from rl_runner.pretrain import ExampleMaker, PretrainConfig, example_stream, main
+
+SMALL_SUITE = {"image_size": (700, 800), "cell": 3, "categories": ("attribute",)}
+
+
+def test_outward_box_covers_the_box_and_stays_normalized() -> None:
+    assert outward_box((0.41, 0.22, 0.44, 0.31), 1) == [0.4, 0.2, 0.5, 0.4]
+    assert outward_box((0.41, 0.22, 0.995, 0.999), 1) == [0.4, 0.2, 0.99, 0.99]  # 1.0 would read as pixels
+    assert outward_box((0.123, 0.5, 0.126, 0.5), 2) == [0.12, 0.5, 0.13, 0.5]
+
+
+def test_char_kinds_mark_informative_coordinate_digits_and_the_answer() -> None:
+    text = 'zoom {"bbox_2d": [0.4, 0, 0.55, 12]} so \\boxed{B}.'
+    kinds = char_kinds(text)
+    marked = {i for i, k in enumerate(kinds) if k == "coordinate"}
+    box = text.index("[")
+    # "4" of 0.4, the lone "0", "55" of 0.55 and both digits of 12; never the "0." prefixes
+    assert marked == {box + 3, box + 6, box + 11, box + 12, box + 15, box + 16}
+    assert [text[i] for i, k in enumerate(kinds) if k == "answer"] == ["B"]
+
+
+def test_token_kinds_follow_the_tokenizer(tiny_model_path: Path) -> None:
+    tokenizer = load_processor(tiny_model_path).tokenizer
+    text = "[0.3, 0.7, 0.4, 0.8] The answer is \\boxed{C}."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    kinds = token_kinds(tokenizer, ids)
+    coordinate = [tokenizer.decode([i]) for i, k in zip(ids, kinds) if k == "coordinate"]
+    assert "".join(coordinate).replace(" ", "") == "3748"
+    assert "C" in "".join(tokenizer.decode([i]) for i, k in zip(ids, kinds) if k == "answer")
+
+
+def test_split_losses_sum_to_the_masked_total() -> None:
+    class Digits:  # a tokenizer whose tokens are characters: ids are code points
+        def decode(self, ids: list[int]) -> str:
+            return "".join(chr(i) for i in ids)
+
+    text = "[0.3] \\boxed{A}"
+    ids = np.array([[ord(c) for c in text]])
+    import torch
+
+    logprobs = -torch.arange(1, len(text) + 1, dtype=torch.float32)[None]
+    parts = split_losses(Digits(), torch.as_tensor(ids), logprobs, torch.ones_like(logprobs))
+    assert parts["coordinate"] == (float(text.index("3") + 1), 1)
+    assert parts["answer"] == (float(text.index("A") + 1), 1)
+    assert sum(total for total, _ in parts.values()) == pytest.approx(sum(range(1, len(text) + 1)))
+
+
+def test_examples_are_what_the_env_shows() -> None:
+    suite = make_suite("fine_detail", size=3, seed=5, split="train", **SMALL_SUITE)
+    env = PixelVQAEnv(tasks=suite)
+    maker = ExampleMaker(env, np.random.default_rng(0))
+    task = suite[0]
+    ground = maker.examples(task, "ground")
+    width, height = task.annotations["image_size"]
+    for chat in ground:
+        question, answer = chat[1]["content"][1]["text"], chat[2]["content"][0]["text"]
+        color = question.split("the ")[1].split(" tag")[0]
+        tag = next(t for t in task.annotations["tags"] if t["color"] == color)
+        box = json.loads(answer)
+        x1, y1, x2, y2 = tag["box"]
+        assert box[0] <= x1 / width and box[1] <= y1 / height and box[2] >= x2 / width and box[3] >= y2 / height
+        assert max(box) < 1
+    obs, _ = env.reset(options={"task": task})
+    assert np.array_equal(ground[0][1]["content"][0]["image"], obs["images"][0])
+    (look,) = maker.examples(task, "look")
+    assert "<tool_call>" in look[2]["content"][0]["text"]
+    (read,) = maker.examples(task, "read")
+    assert read[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
+    assert read[1]["content"][0]["image"].shape != obs["images"][0].shape or not np.array_equal(
+        read[1]["content"][0]["image"], obs["images"][0])
+
+
+def test_example_stream_draws_every_kind() -> None:
+    stream = example_stream(PretrainConfig(suite_kwargs=SMALL_SUITE))
+    answers = [next(stream)[2]["content"][0]["text"] for _ in range(30)]
+    assert any(a.startswith("[") for a in answers)
+    assert any("<tool_call>" in a for a in answers)
+    assert any(a.startswith("Now I can see") for a in answers)
+
+
+def test_grayed_keeps_sizes_and_text() -> None:
+    chat = next(example_stream(PretrainConfig(suite_kwargs=SMALL_SUITE)))
+    gray = grayed(chat)
+    image = gray[1]["content"][0]["image"]
+    assert image.shape == chat[1]["content"][0]["image"].shape and np.all(image == 128)
+    assert gray[2] == chat[2]
+
+
+def test_looking_metrics_on_real_episodes() -> None:
+    suite = make_suite("fine_detail", size=2, seed=1, split="test", **SMALL_SUITE)
+    env = PixelVQAEnv(tasks=suite)
+    task = suite[0]
+    width, height = task.annotations["image_size"]
+    target = task.target_boxes[0].normalized(width, height)
+    env.reset(options={"task": task})
+    env.step(crop_call(target, decimals=1))
+    assert first_crop_hits(env.unwrapped._require_episode())
+    env.reset(options={"task": task})
+    env.step(crop_call((0.0, 0.0, 0.9, 0.9), decimals=1))  # contains the target only by covering most of the image
+    assert not first_crop_hits(env.unwrapped._require_episode())
+    env.reset(options={"task": task})
+    obs, *_ = env.step(disable_tool_calls(crop_call(target, decimals=1)))
+    assert "error" in obs["messages"][-1]["content"][-1]["text"].lower()
+    assert not first_crop_hits(env.unwrapped._require_episode())
+    assert blind_accuracy(suite) == pytest.approx(np.mean([1 / len(t.choices) for t in suite]))
+
+
+def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "base"
+    main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1", "--threads", "1"])
+    log = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert 3e6 < sum(p.numel() for p in model.parameters()) < 5e6
+    assert "saved the pretrained base" in capsys.readouterr().out
