@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from pixel_gym.reward import CuriosityConfig
+from rl_runner.run_dir import check_run_name
 
 # The embedded defaults: an easy fine-detail setting a ~1M-parameter model can make progress on in minutes on a CPU.
 DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (896, 1120)}
@@ -66,6 +67,7 @@ class TrainConfig:
     eval_every: int = 4
     checkpoint_every: int = 4
     resume: bool = False
+    overwrite: bool = False  # replace an existing run folder of the same name (only one a run of this trainer made)
     # the verl backend (`--backend verl`, see rl_runner.verl_backend.settings.VerlSettings)
     nnodes: int = 1
     gpus_per_node: int = 8
@@ -90,6 +92,9 @@ class TrainConfig:
         )
 
     def validate(self) -> TrainConfig:
+        check_run_name(self.name)
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues a run folder and --overwrite replaces it: pass one of them")
         if self.backend not in ("local", "verl"):
             raise ValueError(f"backend must be 'local' or 'verl', got {self.backend!r}")
         if self.algorithm not in ("grpo", "ppo"):

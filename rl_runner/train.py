@@ -9,7 +9,6 @@ run, because every step draws its tasks and samples from seeds derived from (see
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from rl_runner.algorithms import Batch, PolicyTrainer
 from rl_runner.config import TrainConfig, load_config, save_config
 from rl_runner.plots import plot_learning_curve
 from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
+from rl_runner.run_dir import RunFolder, RunFolderError
 from rl_runner.sft import train_sft
 from rl_runner.traces import save_traces, synthesize
 
@@ -47,10 +47,12 @@ class Run:
         self.checkpoints = self.dir / "checkpoints"
 
     def prepare(self) -> None:
-        if self.dir.exists() and not self.config.resume:
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Open and lock the run folder (see `rl_runner.run_dir`) and write the config into it."""
+        self.folder = RunFolder.open(self.dir, resume=self.config.resume, overwrite=self.config.overwrite)
         save_config(self.config, self.dir / "config.yaml")
+
+    def close(self) -> None:
+        self.folder.close()
 
     def log(self, record: dict[str, Any]) -> None:
         with self.metrics_path.open("a") as handle:
@@ -157,6 +159,12 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         self.run.prepare()
+        try:
+            return self._train()
+        finally:
+            self.run.close()
+
+    def _train(self) -> dict[str, Any]:
         resume_from = self.run.latest_rl_checkpoint() if self.config.resume else None
         start_model = self._warm_start(resumed=resume_from is not None)
         start = 0
@@ -292,14 +300,20 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = load_config(argv)
+    try:
+        config = load_config(argv)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.backend == "verl":
         from rl_runner.verl_backend.launch import launch  # verl's trainer stack loads only for this backend
 
         raise SystemExit(launch(config))
-    final = Trainer(config).train()
+    try:
+        final = Trainer(config).train()
+    except RunFolderError as error:
+        raise SystemExit(f"error: {error}") from None
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
     print(f"run folder: {config.run_dir} (metrics.jsonl, learning_curve.png, checkpoints/)")
 
