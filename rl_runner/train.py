@@ -27,6 +27,14 @@ from pixel_gym.reward import NO_CURIOSITY, RewardParts, rapr, shape_group
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
 from rl_runner.algorithms import Batch, PolicyTrainer
+from rl_runner.checkpoints import (
+    CheckpointError,
+    is_complete,
+    latest_complete,
+    load_trainer_state,
+    remove_partial,
+    write_checkpoint,
+)
 from rl_runner.config import TrainConfig, load_config, save_config
 from rl_runner.plots import plot_learning_curve
 from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
@@ -61,7 +69,11 @@ class Run:
     def records(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        try:
+            return [json.loads(line) for line in lines]
+        except json.JSONDecodeError:  # a kill mid-append tears the last line only: it is recomputed on resume
+            return [json.loads(line) for line in lines[:-1]]
 
     def truncate_log(self, next_step: int) -> None:
         """Drop RL records from `next_step` on (they are recomputed after a resume)."""
@@ -69,9 +81,10 @@ class Run:
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def latest_rl_checkpoint(self) -> Path | None:
-        steps = sorted(self.checkpoints.glob("step_*"))
-        complete = [p for p in steps if (p / "trainer_state.pt").exists()]
-        return complete[-1] if complete else None
+        """The last complete RL checkpoint, after deleting the half-written ones a kill left behind."""
+        for path in remove_partial(self.checkpoints):
+            print(f"removed the incomplete checkpoint {path}")
+        return latest_complete(self.checkpoints, "step_*")
 
 
 def base_model_path(config: TrainConfig) -> str | Path:
@@ -171,7 +184,7 @@ class Trainer:
         self.model = load_model(resume_from or start_model, self.device)
         self.trainer = PolicyTrainer(self.model, self.processor, self.config, self._reference(start_model))
         if resume_from is not None:
-            state = torch.load(resume_from / "trainer_state.pt", weights_only=False)
+            state = load_trainer_state(resume_from / "trainer_state.pt")
             self.trainer.load_state_dict(state["trainer"])
             start = state["step"] + 1
             print(f"resuming after RL step {state['step']} from {resume_from}")
@@ -194,7 +207,7 @@ class Trainer:
         base = base_model_path(self.config)
         self.processor = load_processor(base)
         sft_dir = self.run.checkpoints / "sft"
-        if not (self.config.resume and (sft_dir / "config.json").exists()):
+        if not (self.config.resume and is_complete(sft_dir)):
             self.run.metrics_path.unlink(missing_ok=True)
             self._sft(base, sft_dir)
         return sft_dir
@@ -223,8 +236,7 @@ class Trainer:
         )
         for step, loss in enumerate(losses):
             self.run.log({"stage": "sft", "step": step, "loss": loss})
-        model.save_pretrained(sft_dir)
-        self.processor.save_pretrained(sft_dir)
+        write_checkpoint(sft_dir, lambda folder: self._save_model(model, folder))
         self.run.log({"stage": "eval", "step": -1, **self.evaluate(model)})
 
     def _reference(self, sft_dir: str | Path) -> PreTrainedModel | None:
@@ -293,10 +305,17 @@ class Trainer:
         return {f"eval_{key}": value for key, value in summary.items() if key != "tokens_per_s"}
 
     def _checkpoint(self, step: int) -> None:
-        path = self.run.checkpoints / f"step_{step:05d}"
-        self.model.save_pretrained(path)
-        self.processor.save_pretrained(path)
-        torch.save({"step": step, "trainer": self.trainer.state_dict()}, path / "trainer_state.pt")
+        """Model, processor and trainer state of RL step `step`, written atomically (`rl_runner.checkpoints`)."""
+
+        def write(folder: Path) -> None:
+            self._save_model(self.model, folder)
+            torch.save({"step": step, "trainer": self.trainer.state_dict()}, folder / "trainer_state.pt")
+
+        write_checkpoint(self.run.checkpoints / f"step_{step:05d}", write)
+
+    def _save_model(self, model: PreTrainedModel, folder: Path) -> None:
+        model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(launch(config))
     try:
         final = Trainer(config).train()
-    except RunFolderError as error:
+    except (RunFolderError, CheckpointError) as error:
         raise SystemExit(f"error: {error}") from None
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
     print(f"run folder: {config.run_dir} (metrics.jsonl, learning_curve.png, checkpoints/)")

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_checkpoints import kill_mid_write
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
+from rl_runner.checkpoints import latest_complete
 from rl_runner.config import load_config
 
 SMALL = [
@@ -66,18 +68,25 @@ def test_main_job_writes_metrics_plot_and_loadable_checkpoints(uninterrupted: Pa
 
 
 def test_resume_after_kill_gives_the_same_results(uninterrupted: Path) -> None:
+    """Killed after its first RL checkpoint and again in the middle of writing the next one, the run resumes from the
+    last complete checkpoint and ends with the metrics of the uninterrupted run."""
     out = uninterrupted.parent
     process = train(out, "killed", wait=False)
-    first_checkpoint = out / "killed" / "checkpoints" / "step_00000" / "trainer_state.pt"
+    checkpoints = out / "killed" / "checkpoints"
     deadline = time.time() + 300
-    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+    while latest_complete(checkpoints) is None and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert first_checkpoint.exists()
-    assert not (out / "killed" / "checkpoints" / "step_00002").exists(), "the run finished before it was killed"
+    last = latest_complete(checkpoints)
+    assert last is not None and last.name in ("step_00000", "step_00001"), "the run finished before it was killed"
+    step = int(last.name.removeprefix("step_"))
+    partial = kill_mid_write(checkpoints / f"step_{step + 1:05d}")  # the real write function, killed mid-way
+    assert (partial / "trainer_state.pt").read_bytes() == b"half a pickle"
     resumed = train(out, "killed", "--resume")
-    assert "resuming after RL step" in resumed.output  # type: ignore[attr-defined]
+    assert f"removed the incomplete checkpoint {partial}" in resumed.output  # type: ignore[attr-defined]
+    assert f"resuming after RL step {step} from {last}" in resumed.output  # type: ignore[attr-defined]
+    assert not partial.exists()
     assert comparable(out / "killed") == comparable(uninterrupted)
 
 
