@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ import yaml
 
 from pixel_gym.reward import CuriosityConfig
 from rl_runner.run_dir import check_run_name
+
+AT_LEAST_ONE = (
+    "tasks_per_step", "group_size", "max_turns", "micro_batch_size", "eval_every", "checkpoint_every", "sft_tasks",
+    "sft_batch_size", "eval_tasks", "ppo_epochs", "max_new_tokens",
+)
+NON_NEGATIVE = (
+    "temperature", "sft_lr", "rl_lr", "value_lr", "kl_coef", "clip_ratio_low", "clip_ratio_high", "curiosity_alpha",
+    "curiosity_beta",
+)
+FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utilization")
 
 # The embedded defaults: an easy fine-detail setting a ~1M-parameter model can make progress on in minutes on a CPU.
 DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (896, 1120)}
@@ -92,6 +103,8 @@ class TrainConfig:
         )
 
     def validate(self) -> TrainConfig:
+        """Check every field; raises ValueError naming the field and the bad value."""
+        self._check_types()
         check_run_name(self.name)
         if self.resume and self.overwrite:
             raise ValueError("--resume continues a run folder and --overwrite replaces it: pass one of them")
@@ -101,13 +114,31 @@ class TrainConfig:
             raise ValueError(f"algorithm must be 'grpo' or 'ppo', got {self.algorithm!r}")
         if self.group_size < 2 and self.algorithm == "grpo":
             raise ValueError("GRPO needs group_size >= 2")
-        for name in ("tasks_per_step", "group_size", "max_turns", "micro_batch_size", "eval_every", "checkpoint_every"):
+        for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.rl_steps < 0 or self.sft_epochs < 0:
-            raise ValueError("rl_steps and sft_epochs must be >= 0")
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("rl_steps", "sft_epochs", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in NON_NEGATIVE:
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        for name in FRACTIONS:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("model", "init_from"):
+            check_model_path("--" + name.replace("_", "-"), getattr(self, name))
         self.curiosity  # noqa: B018  (validates the shaping form)
         return self
+
+    def _check_types(self) -> None:
+        """Each field holds its default's type (an int is taken for a float), so a YAML slip names its key."""
+        for item in dataclasses.fields(self):
+            value, expected = getattr(self, item.name), type(field_default(item))
+            if expected is float and type(value) is int:
+                setattr(self, item.name, float(value))
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"{item.name} must be of type {expected.__name__}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     for item in dataclasses.fields(TrainConfig):
         flag = "--" + item.name.replace("_", "-")
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+        default = field_default(item)
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif isinstance(default, (dict, list)):
@@ -129,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=type(default), default=None)
     return parser
+
+
+def field_default(item: dataclasses.Field) -> Any:
+    return item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+
+
+def check_model_path(flag: str, value: str) -> None:
+    """A value written as a path (starting with '/', '.' or '~', or with more than one '/') must be a folder; a
+    hub id ("Org/Name") is left to the hub."""
+    looks_local = value.startswith(("/", ".", "~")) or value.count("/") > 1
+    if value and looks_local and not Path(value).expanduser().is_dir():
+        raise ValueError(f"{flag} {value}: no such model directory")
 
 
 def load_config(argv: list[str] | None = None) -> TrainConfig:
@@ -145,7 +188,10 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read config file {path}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a mapping of TrainConfig fields")
     return data
