@@ -1,17 +1,23 @@
 """Rollouts: G episodes per task through the real env, generated in batches across all live episodes.
 
 The envs score correctness only (no shaping); the trainer shapes rewards per group with the group's exact RaPR.
+An exception from `env.reset` or `env.step` fails that episode only (recorded with its error, scored 0); the others
+play on.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.episode import Episode, text_message
 from pixel_gym.tasks import Task
+
+logger = logging.getLogger(__name__)
 
 
 class BatchAgent(Protocol):
@@ -34,6 +40,7 @@ class EpisodeRecord:
     turns: int
     answered: bool
     generated_tokens: int
+    error: str = ""  # why the env failed this episode ("" for an episode that ran to its end)
 
 
 @dataclass
@@ -60,11 +67,14 @@ def run_episodes(
     stats = RolloutStats()
     observations: dict[int, dict[str, Any]] = {}
     tokens = [0] * len(tasks)
+    finished: dict[int, EpisodeRecord] = {}
     started = time.perf_counter()
     for i, (env, task) in enumerate(zip(envs, tasks)):
-        observations[i], _ = env.reset(seed=seed + i, options={"task": task})
+        try:
+            observations[i], _ = env.reset(seed=seed + i, options={"task": task})
+        except Exception as error:  # one unusable task must not end the run
+            finished[i] = _failed(task, groups[i], [], None, 0, error)
     stats.env_seconds += time.perf_counter() - started
-    finished: dict[int, EpisodeRecord] = {}
     while observations:
         live = sorted(observations)
         started = time.perf_counter()
@@ -74,7 +84,12 @@ def run_episodes(
         for i, turn in zip(live, turns):
             text, count = (turn.text, len(turn.response_ids)) if hasattr(turn, "text") else (str(turn), 0)
             tokens[i] += count
-            obs, _, terminated, truncated, info = envs[i].step(text)
+            try:
+                obs, _, terminated, truncated, info = envs[i].step(text)
+            except Exception as error:  # one crashing turn fails its episode, not the run
+                messages = [*observations.pop(i)["messages"], text_message("assistant", text)]
+                finished[i] = _failed(tasks[i], groups[i], messages, envs[i].episode, tokens[i], error)
+                continue
             if terminated or truncated:
                 finished[i] = _record(envs[i], tasks[i], groups[i], obs, info, terminated, tokens[i])
                 del observations[i]
@@ -106,4 +121,26 @@ def _record(
         turns=int(info["turn"]),
         answered=answered,
         generated_tokens=tokens,
+    )
+
+
+def _failed(
+    task: Task, group: str, messages: list[dict[str, Any]], episode: Episode | None, tokens: int, error: Exception
+) -> EpisodeRecord:
+    """The record of an episode the env raised in: scored 0, with the error and the counters reached so far."""
+    logger.warning("episode of task %s failed: %s: %s", task.id, type(error).__name__, error, exc_info=error)
+    return EpisodeRecord(
+        task_id=task.id,
+        group=group,
+        messages=messages,
+        correctness=0.0,
+        num_ops=episode.num_ops if episode else 0,
+        num_tool_calls=episode.num_tool_calls if episode else 0,
+        num_errors=episode.num_errors if episode else 0,
+        last_op_failed=episode.last_op_failed if episode else False,
+        is_video=task.is_video,
+        turns=episode.turns if episode else 0,
+        answered=False,
+        generated_tokens=tokens,
+        error=f"{type(error).__name__}: {error}",
     )

@@ -124,6 +124,7 @@ def summarize(stats: RolloutStats, parts: list[RewardParts] | None = None) -> di
         "invalid_call_rate": sum(e.num_errors for e in episodes) / max(turns, 1),
         "tool_calls_per_episode": calls / len(episodes),
         "answered_rate": float(np.mean([e.answered for e in episodes])),
+        "failed_episodes": sum(bool(e.error) for e in episodes),  # the env raised (see rollout.run_episodes)
         "tokens_per_s": stats.tokens_per_second,
     }
     if parts:
@@ -279,8 +280,11 @@ class Trainer:
         stats = run_episodes(agent, envs, tasks, groups, seed=step * len(tasks))
         parts = shape_rewards(stats.episodes, config)
         update_started = time.perf_counter()
-        conversations = self.trainer.encode([e.messages for e in stats.episodes])
-        losses = self.trainer.update(Batch(conversations, [p.total for p in parts], groups))
+        played = [i for i, e in enumerate(stats.episodes) if e.messages]  # an episode that failed at reset has none
+        conversations = self.trainer.encode([stats.episodes[i].messages for i in played])
+        losses = self.trainer.update(
+            Batch(conversations, [parts[i].total for i in played], [groups[i] for i in played])
+        )
         wall = time.perf_counter() - started
         return {
             "stage": "rl",
