@@ -25,8 +25,10 @@ NON_NEGATIVE = (
 )
 FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utilization")
 
-# The embedded defaults: an easy fine-detail setting a ~1M-parameter model can make progress on in minutes on a CPU.
-DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (896, 1120)}
+# The embedded defaults: fine-detail attribute questions whose tags show their colour in the global view but not
+# their symbol (3-pixel glyph cells on 1400-1800 px images: under 0.6 px in the view, about 2 px in a crop).
+DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (1400, 1800), "cell": 3, "categories": ("attribute",)}
+DEFAULT_BUDGETS = "compact"
 
 
 @dataclass
@@ -37,14 +39,16 @@ class TrainConfig:
     out_dir: str = "runs"
     seed: int = 0
     backend: str = "local"  # "local" or "verl"
-    model: str = "tiny"  # "tiny" (built locally) or any Qwen2.5-VL-style hub id / local path
+    # "tiny": the project's pretrained base (models/pixel-tiny-base, `python -m rl_runner.pretrain`);
+    # "tiny-random": the same family with random weights (tests, smoke runs); or any Qwen2.5-VL hub id / local path
+    model: str = "tiny"
     init_from: str = ""  # skip SFT and start RL from this checkpoint (path or hub id), e.g. a released warm-start
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     # tasks
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SUITE_KWARGS))
-    budgets: str = "compact"
+    budgets: str = DEFAULT_BUDGETS
     max_turns: int = 4
     # SFT warm-start
     sft_tasks: int = 384
@@ -52,6 +56,7 @@ class TrainConfig:
     sft_epochs: int = 3
     sft_lr: float = 2e-3
     sft_batch_size: int = 4
+    sft_blind_control: bool = True  # also train a copy on flat gray images: the control of the loss diagnostics
     # RL
     algorithm: str = "grpo"  # "grpo" or "ppo"
     rl_steps: int = 12

@@ -63,6 +63,7 @@ class PretrainConfig:
     seed: int = 0
     blind: bool = False  # the control: every image replaced by flat gray
     log_every: int = 25
+    save_every: int = 250
     threads: int = 0
 
 
@@ -162,17 +163,25 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
             schedule.step()
             window.add(split_losses(tokenizer, inputs["input_ids"], logprobs.detach(), mask))
             bar.update()
+            if (step + 1) % config.save_every == 0:  # a usable base even if the run is stopped
+                save_base(model, processor, out, log, config)
+                model.train()
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 record = {"stage": "pretrain", "step": step + 1, "loss": float(loss.detach()),
                           "seconds": round(time.time() - started, 1), **window.means()}
                 log.append(record)
                 bar.set_postfix(coord=f"{record['loss_coordinate']:.2f}", answer=f"{record['loss_answer']:.2f}")
+    save_base(model, processor, out, log, config)
+    return log
+
+
+def save_base(model: Any, processor: Any, out: Path, log: list[dict[str, Any]], config: PretrainConfig) -> None:
+    """The model, its processor, the loss log and the config that made it."""
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "pretrain_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     (out / "pretrain_config.json").write_text(json.dumps(dataclasses.asdict(config), default=str, indent=1))
-    return log
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,9 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from rl_runner.config import DEFAULT_BUDGETS, DEFAULT_SUITE_KWARGS
 
-    config = PretrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            threads=args.threads, blind=args.blind, log_every=args.log_every, suite_kwargs=dict(DEFAULT_SUITE_KWARGS),
-                            budgets=DEFAULT_BUDGETS)
+    config = PretrainConfig(
+        out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+        blind=args.blind, log_every=args.log_every, suite_kwargs=dict(DEFAULT_SUITE_KWARGS), budgets=DEFAULT_BUDGETS,
+    )
     log = pretrain(config)
     print(json.dumps(log[-1]))
     print(f"saved the pretrained base to {config.out}")

@@ -18,49 +18,57 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from agents.chat import load_processor
-from agents.tiny import ensure_tiny_model
+from agents.tiny import resolve_model
 from rl_runner.algorithms import forward_logprobs
 from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
+from rl_runner.diagnostics import LossSplit, split_losses
 from rl_runner.traces import load_traces
 
 
-def masked_nll(model: PreTrainedModel, conversations: Sequence[EncodedConversation], pad_id: int) -> torch.Tensor:
-    """Mean negative log-likelihood over the assistant tokens of a batch."""
+def masked_nll(
+    model: PreTrainedModel, conversations: Sequence[EncodedConversation], pad_id: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, loss mask, per-token log-probs and the mean negative log-likelihood over the assistant tokens."""
     inputs, mask = batch_conversations(conversations, pad_id)
     device = next(model.parameters()).device
-    logprobs, _ = forward_logprobs(model, {k: v.to(device) for k, v in inputs.items()})
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    logprobs, _ = forward_logprobs(model, inputs)
     mask = mask.to(device).float()
-    return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+    return inputs, mask, logprobs, -(logprobs * mask).sum() / mask.sum().clamp(min=1)
 
 
 def train_sft(
     model: PreTrainedModel, processor: ProcessorMixin, chats: Sequence[list[dict[str, Any]]], epochs: int, lr: float,
-    batch_size: int, seed: int = 0, progress: bool = True,
-) -> list[float]:
-    """Fine-tune `model` in place; returns the loss of every step."""
+    batch_size: int, seed: int = 0, progress: bool = True, desc: str = "SFT",
+) -> list[dict[str, float]]:
+    """Fine-tune `model` in place; per step the loss and its split by token kind (`rl_runner.diagnostics`)."""
     encoded = [encode_conversation(processor, chat) for chat in chats]
     if not encoded:
         raise ValueError("no SFT conversations to train on")
     pad_id = processor.tokenizer.pad_token_id or 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
-    losses = []
+    log = []
     steps = epochs * -(-len(encoded) // batch_size)
     model.train()
-    with tqdm(total=steps, desc="SFT", disable=not progress) as bar:
+    with tqdm(total=steps, desc=desc, disable=not progress) as bar:
         for _ in range(epochs):
             order = rng.permutation(len(encoded))
             for start in range(0, len(order), batch_size):
-                loss = masked_nll(model, [encoded[i] for i in order[start : start + batch_size]], pad_id)
+                inputs, mask, logprobs, loss = masked_nll(
+                    model, [encoded[i] for i in order[start : start + batch_size]], pad_id
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
-                losses.append(float(loss.detach()))
+                split = LossSplit()
+                split.add(split_losses(processor.tokenizer, inputs["input_ids"], logprobs.detach(), mask))
+                log.append({"loss": float(loss.detach()), **split.means()})
                 bar.update()
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
     model.eval()
-    return losses
+    return log
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,22 +76,22 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="SFT warm-start on multi-turn tool-call traces.")
     parser.add_argument("--traces", required=True, help="traces JSON in the paper's SFT layout")
-    parser.add_argument("--model", default="tiny", help="'tiny' or a hub id / local path")
+    parser.add_argument("--model", default="tiny", help="'tiny' (pretrained base), 'tiny-random', a hub id or a path")
     parser.add_argument("--out", default="runs/sft")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    path = ensure_tiny_model(Path(args.out).parent / "tiny-base") if args.model == "tiny" else args.model
+    path = resolve_model(args.model, Path(args.out).parent / ".tiny-models", args.seed)
     torch.manual_seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     processor = load_processor(path)
     chats = [record["message_list"] for record in load_traces(args.traces)]
-    losses = train_sft(model, processor, chats, args.epochs, args.lr, args.batch_size, args.seed)
+    log = train_sft(model, processor, chats, args.epochs, args.lr, args.batch_size, args.seed)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    print(f"SFT: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}; saved to {args.out}")
+    print(f"SFT: {len(log)} steps, loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}; saved to {args.out}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
 from agents.chat import load_processor
-from agents.tiny import ensure_tiny_model
+from agents.tiny import resolve_model
 from agents.vlm import VLMAgent
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.reward import NO_CURIOSITY, RewardParts, rapr, shape_group
@@ -36,6 +36,8 @@ from rl_runner.checkpoints import (
     write_checkpoint,
 )
 from rl_runner.config import TrainConfig, load_config, save_config
+from rl_runner.diagnostics import grayed
+from rl_runner.evaluation import ToolsDisabled, blind_accuracy, looking_metrics
 from rl_runner.plots import plot_learning_curve
 from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
 from rl_runner.run_dir import RunFolder, RunFolderError
@@ -88,9 +90,11 @@ class Run:
 
 
 def base_model_path(config: TrainConfig) -> str | Path:
-    if config.model == "tiny":
-        return ensure_tiny_model(Path(config.out_dir).resolve() / ".tiny-models", seed=config.seed)
-    return config.model
+    """The model SFT starts from: the pretrained tiny base, a random tiny model, or a hub id / local path."""
+    try:
+        return resolve_model(config.model, Path(config.out_dir).resolve() / ".tiny-models", seed=config.seed)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def device_for(config: TrainConfig) -> torch.device:
@@ -226,19 +230,22 @@ class Trainer:
         env = make_env(self.config, sft_tasks)
         traces = synthesize(sft_tasks, env, self.config.self_correct_fraction, self.config.seed)
         save_traces(traces, self.run.dir / "traces")
-        losses = train_sft(
-            model,
-            self.processor,
-            [t.messages for t in traces],
-            self.config.sft_epochs,
-            self.config.sft_lr,
-            self.config.sft_batch_size,
-            self.config.seed,
-        )
-        for step, loss in enumerate(losses):
-            self.run.log({"stage": "sft", "step": step, "loss": loss})
+        chats = [t.messages for t in traces]
+        for step, losses in enumerate(self._train_sft(model, chats, "SFT")):
+            self.run.log({"stage": "sft", "step": step, **losses})
+        if self.config.sft_blind_control:  # the same training on flat gray images: what the pixels add
+            control = load_model(base, self.device)
+            for step, losses in enumerate(self._train_sft(control, [grayed(c) for c in chats], "SFT (blind control)")):
+                self.run.log({"stage": "sft_blind", "step": step, **losses})
+            del control
         write_checkpoint(sft_dir, lambda folder: self._save_model(model, folder))
         self.run.log({"stage": "eval", "step": -1, **self.evaluate(model)})
+
+    def _train_sft(self, model: PreTrainedModel, chats: list[list[dict[str, Any]]], desc: str) -> list[dict[str, Any]]:
+        torch.manual_seed(self.config.seed)
+        config = self.config
+        return train_sft(model, self.processor, chats, config.sft_epochs, config.sft_lr, config.sft_batch_size,
+                         config.seed, desc=desc)
 
     def _reference(self, sft_dir: str | Path) -> PreTrainedModel | None:
         if self.config.kl_coef <= 0:
@@ -298,14 +305,19 @@ class Trainer:
         }
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, float]:
-        """Greedy episodes on the held-out test split: accuracy, RaPR, ops."""
+        """Greedy held-out episodes with the tool and without it, beside the blind baseline (`rl_runner.evaluation`)."""
         agent = VLMAgent(
             model, self.processor, max_new_tokens=self.config.max_new_tokens, temperature=0.0, device=self.device
         )
         tasks = list(self.eval_tasks)
+        ids = [t.id for t in tasks]
         envs = [make_env(self.config, self.eval_tasks) for _ in tasks]
-        stats = run_episodes(agent, envs, tasks, [t.id for t in tasks], seed=0)
-        summary = summarize(stats)
+        stats = run_episodes(agent, envs, tasks, ids, seed=0)
+        summary = {**summarize(stats), **looking_metrics(stats, [env._require_episode() for env in envs])}
+        no_tool = run_episodes(ToolsDisabled(agent), [make_env(self.config, self.eval_tasks) for _ in tasks], tasks,
+                               ids, seed=0)
+        summary["no_tool_accuracy"] = summarize(no_tool)["accuracy"]
+        summary["blind_accuracy"] = blind_accuracy(tasks, self.config.seed)
         return {f"eval_{key}": value for key, value in summary.items() if key != "tokens_per_s"}
 
     def _checkpoint(self, step: int) -> None:

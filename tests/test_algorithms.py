@@ -67,7 +67,7 @@ def test_one_update_moves_the_policy_towards_rewarded_turns(algorithm: str, tiny
 
     def margin() -> float:
         with torch.no_grad():
-            return float(masked_nll(model, conversations[1:2], 0) - masked_nll(model, conversations[:1], 0))
+            return float(masked_nll(model, conversations[1:2], 0)[-1] - masked_nll(model, conversations[:1], 0)[-1])
 
     before = margin()
     for _ in range(3):

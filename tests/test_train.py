@@ -21,7 +21,7 @@ from rl_runner.config import load_config
 SMALL = [
     "--sft-tasks", "6", "--sft-epochs", "1", "--rl-steps", "3", "--tasks-per-step", "2", "--group-size", "2",
     "--eval-tasks", "2", "--eval-every", "2", "--checkpoint-every", "1", "--max-new-tokens", "24", "--threads", "1",
-    "--suite-kwargs", '{"image_size": [600, 700]}',
+    "--suite-kwargs", '{"image_size": [600, 700]}', "--model", "tiny-random",
 ]
 # fields that depend on wall-clock time, not on the computation
 TIMING = {"tokens_per_s", "env_time_share", "generation_seconds", "update_seconds", "step_seconds"}
