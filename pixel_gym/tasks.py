@@ -11,17 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 Metric = Literal["choice", "count", "anls", "exact"]
 METRICS: tuple[str, ...] = ("choice", "count", "anls", "exact")
 
 # Images larger than this many pixels are refused before decoding (PIL's own bomb guard is 2x its limit).
 MAX_IMAGE_PIXELS = 64_000_000
+# Qwen2.5-VL cannot take images longer than this many times their width (or wider than tall): they are unusable.
+MAX_ASPECT_RATIO = 200
+# EXIF orientations that swap width and height (rotated by 90 or 270 degrees, possibly mirrored)
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 class ImageLoadError(ValueError):
-    """An image could not be read: missing file, corrupt data or a decompression bomb."""
+    """An image cannot be used: missing file, corrupt data, a decompression bomb or an extreme aspect ratio."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,17 +50,22 @@ class ImageRef:
         return isinstance(self.source, (str, os.PathLike, bytes))
 
     def size(self) -> tuple[int, int]:
-        """(width, height), from the file header when the image is encoded."""
+        """(width, height) as displayed (EXIF orientation applied), from the file header when the image is encoded."""
         if not self.is_encoded:
             return self.open().size
         with self._load_errors(), self._open_encoded() as image:
-            return image.size
+            width, height = image.size
+            return (height, width) if _orientation(image) in SWAPPING_ORIENTATIONS else (width, height)
 
     def open(self, draft_size: tuple[int, int] | None = None) -> Image.Image:
-        """Decode to an RGB PIL image. `draft_size` lets JPEG decoding skip detail it would throw away."""
+        """Decode to an 8-bit RGB PIL image, upright by its EXIF orientation. `draft_size` (width, height as
+        displayed) lets JPEG decoding skip detail it would throw away."""
         with self._load_errors():
             image = self._decode(draft_size)
             image.load()
+            if _orientation(image) != 1:
+                image = ImageOps.exif_transpose(image)
+            _check_image(image, self.describe())
         return image if image.mode == "RGB" else _to_rgb(image)
 
     @contextmanager
@@ -89,24 +98,40 @@ class ImageRef:
         if self.is_encoded:
             image = self._open_encoded()
             if draft_size is not None and image.format == "JPEG":
-                image.draft("RGB", draft_size)
+                width, height = draft_size
+                swapped = _orientation(image) in SWAPPING_ORIENTATIONS
+                image.draft("RGB", (height, width) if swapped else (width, height))
             return image
         return source()
 
     def _open_encoded(self) -> Image.Image:
         source = self.source
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
-        _check_pixel_count(image, self.describe())
+        _check_image(image, self.describe())
         return image
 
 
-def _check_pixel_count(image: Image.Image, label: str) -> None:
+def _check_image(image: Image.Image, label: str) -> None:
+    """Refuse images over the pixel limit, without pixels, or of an aspect ratio the model cannot take."""
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageLoadError(
             f"image {label} is {width}x{height} = {width * height} pixels, over the limit of "
             f"{MAX_IMAGE_PIXELS} (pixel_gym.tasks.MAX_IMAGE_PIXELS)"
         )
+    if min(width, height) < 1:
+        raise ImageLoadError(f"image {label} has no pixels ({width}x{height})")
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise ImageLoadError(
+            f"image {label} is {width}x{height}, an aspect ratio over {MAX_ASPECT_RATIO}:1, which the model cannot "
+            "take (pixel_gym.tasks.MAX_ASPECT_RATIO)"
+        )
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright; also for images without EXIF or with a malformed tag)."""
+    value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _as_uint8_rgb(array: np.ndarray) -> np.ndarray:
@@ -114,12 +139,32 @@ def _as_uint8_rgb(array: np.ndarray) -> np.ndarray:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ImageLoadError(f"image array must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return array[..., :3]
+    return _to_uint8(array[..., :3])
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixel values scaled to 8 bits: 16-bit integers (uint16, or wider integers over 255) by 255/65535, floats in
+    [0, 1] by 255, booleans to 0/255; anything else is clipped to 0..255 (NaN becomes 0)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind == "f":
+        values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+    elif array.dtype.kind in "iu":
+        values = array.astype(np.float64)
+        if array.dtype.itemsize == 2 or (values.size and values.max() > 255):
+            values = values * (255 / 65535)
+    else:
+        raise ImageLoadError(f"image array of dtype {array.dtype} holds no pixel values")
+    return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # 16-bit, 32-bit and float gray: scaled, not clipped
+        return Image.fromarray(_to_uint8(np.asarray(image)), "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "P"):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -187,9 +232,13 @@ class Task:
             raise ValueError(f"task {self.id}: at least one gold answer is required")
         if self.metric == "choice" and not self.choices:
             raise ValueError(f"task {self.id}: a multiple-choice task needs its choices")
-        object.__setattr__(self, "images", tuple(ImageRef.of(i) for i in self.images))
-        object.__setattr__(self, "video", tuple(ImageRef.of(f) for f in self.video))
+        object.__setattr__(self, "images", tuple(self._named(ImageRef.of(i)) for i in self.images))
+        object.__setattr__(self, "video", tuple(self._named(ImageRef.of(f)) for f in self.video))
         object.__setattr__(self, "answers", tuple(str(a) for a in self.answers))
+
+    def _named(self, ref: ImageRef) -> ImageRef:
+        """An unnamed image gets a name with this task's id, so every load error names both the file and the task."""
+        return ref if ref.name else ImageRef(ref.source, name=f"{ref.describe()} (task {self.id})")
 
     @property
     def is_video(self) -> bool:
