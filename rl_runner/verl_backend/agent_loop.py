@@ -8,6 +8,7 @@ returns are appended to the multimodal history, so the trainer re-encodes every 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import uuid4
 
@@ -20,6 +21,7 @@ from rl_runner.verl_backend.messages import chat_images, to_chat
 from rl_runner.verl_backend.specs import EnvSettings, load_task, make_env
 
 AGENT_NAME = "pixel_gym_agent"
+logger = logging.getLogger(__name__)
 
 
 @register(AGENT_NAME)
@@ -60,7 +62,12 @@ class PixelGymAgentLoop(AgentLoopBase):
             token_ids, logprobs = merged.token_ids, merged_logprobs or logprobs
             text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
             with simple_timer("tool_calls", metrics):
-                observation, _, terminated, truncated, _ = env.step(text)
+                try:
+                    observation, _, terminated, truncated, _ = env.step(text)
+                except Exception as error:  # one crashing turn ends this episode unanswered, not the training run
+                    logger.warning("episode of task %s failed: %s: %s", task.id, type(error).__name__, error,
+                                   exc_info=error)
+                    break
             if terminated or truncated or len(mask) >= self.response_length:
                 break
             new = to_chat(observation["messages"][len(messages):])  # the turn the env recorded, then its reply
