@@ -29,7 +29,7 @@ VARIANTS = ("sft", "rl_no_curiosity", "rl_curiosity")
 
 def run_seed(seed: int, out_dir: Path, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The three variants for one seed: final held-out eval metrics and the RaPR curve of each."""
-    base = {"out_dir": str(out_dir), "seed": seed, **overrides}
+    base = {"out_dir": str(out_dir), "seed": seed, "overwrite": True, **overrides}  # re-runs replace their folders
     sft = TrainConfig(name=f"seed{seed}-sft", **{**base, "rl_steps": 0})
     results = {"sft": _final_eval(Trainer(sft.validate()))}
     sft_checkpoint = str(sft.run_dir / "checkpoints" / "sft")
