@@ -2,12 +2,18 @@
 
 The same functions serve generation and the later log-prob recomputation, so both see identical token ids,
 pixels and (for Qwen2.5-VL) 3D rope positions.
+
+A video question holds ONE video part, `{"type": "video", "video": [frames]}` (Qwen's message format). A processor
+with a video processor (`Qwen2_5_VLProcessor`, which needs torchvision) gets it as a video; an images-only
+processor gets its frames as images instead, and that fallback is logged once per processor.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +23,12 @@ from PIL import Image
 from transformers import AutoConfig, AutoProcessor, BatchFeature, ProcessorMixin, Qwen2_5_VLProcessor
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
+VIDEO_FPS = 2.0  # qwen-vl-utils' rate for a video given as frames: one temporal patch (2 frames) per second
+VIDEO_FALLBACK_WARNING = ("%s cannot take video input (no video processor; Qwen2.5-VL's needs torchvision): "
+                          "video parts are shown as their frames, one image each, instead of one video input")
+
+logger = logging.getLogger(__name__)
+_warned_fallback: weakref.WeakSet[ProcessorMixin] = weakref.WeakSet()
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
@@ -59,17 +71,62 @@ def to_pil(image: Any) -> Image.Image:
 
 
 def conversation_images(messages: Sequence[Mapping[str, Any]]) -> list[Image.Image]:
-    """The images of a chat, in the order the chat template places their placeholders."""
+    """The images of a chat, in the order the chat template places their placeholders (video parts excluded)."""
     return [to_pil(part["image"]) for message in messages for part in _parts(message) if _is_image(part)]
+
+
+def conversation_videos(messages: Sequence[Mapping[str, Any]]) -> list[list[Image.Image]]:
+    """The videos of a chat (each a list of RGB frames), in placeholder order."""
+    return [[to_pil(frame) for frame in part["video"]] for message in messages for part in _parts(message)
+            if _is_video(part)]
+
+
+def has_visual(message: Mapping[str, Any]) -> bool:
+    """Whether a message holds an image or a video part (its rendering has placeholders to expand)."""
+    return any(_is_image(part) or _is_video(part) for part in _parts(message))
+
+
+def takes_video(processor: Any) -> bool:
+    return getattr(processor, "video_processor", None) is not None
+
+
+def frames_as_images(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`messages` with every video part replaced by its frames as image parts (the images-only fallback)."""
+    return [{**message, "content": [image for part in _parts(message) for image in _as_images(part)]}
+            if any(_is_video(part) for part in _parts(message)) else message for message in messages]
+
+
+def model_messages(processor: ProcessorMixin, messages: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The messages as `processor` can take them: unchanged, or with video frames as images (logged once)."""
+    if takes_video(processor) or not any(_is_video(p) for message in messages for p in _parts(message)):
+        return messages
+    if processor not in _warned_fallback:
+        _warned_fallback.add(processor)
+        logger.warning(VIDEO_FALLBACK_WARNING, type(processor).__name__)
+    return frames_as_images(messages)
 
 
 def render_messages(processor: ProcessorMixin, messages: Sequence[Mapping[str, Any]],
                     add_generation_prompt: bool = True, tools: list[dict[str, Any]] | None = None) -> str:
-    """The chat template's text for `messages` (image parts become the model's image placeholders)."""
-    skeleton = [{**message, "content": _skeleton(message)} for message in messages]
+    """The chat template's text for `messages` (image and video parts become the model's placeholders)."""
+    skeleton = [{**message, "content": _skeleton(message)} for message in model_messages(processor, messages)]
     return processor.apply_chat_template(
         skeleton, tokenize=False, add_generation_prompt=add_generation_prompt, tools=tools
     )
+
+
+def processor_features(processor: ProcessorMixin, text: str, messages: Sequence[Mapping[str, Any]]) -> BatchFeature:
+    """The processor's outputs (numpy) for rendered `text` and the pictures of `messages`, placeholders expanded.
+
+    Videos keep the env's frame sizes (no resize) and get qwen-vl-utils' 2 fps, so a temporal patch spans 1 s.
+    """
+    messages = model_messages(processor, messages)
+    images, videos = conversation_images(messages), conversation_videos(messages)
+    kwargs: dict[str, Any] = {}
+    if videos:
+        metadata = [{"total_num_frames": len(frames), "fps": VIDEO_FPS} for frames in videos]
+        kwargs = {"videos": videos, "videos_kwargs": {"do_resize": False, "video_metadata": metadata}}
+    return processor(text=[text], images=images or None, return_tensors="np", **kwargs)  # "pt" warns under numpy 2
 
 
 def messages_to_model_inputs(processor: ProcessorMixin, messages: Sequence[Mapping[str, Any]],
@@ -77,9 +134,7 @@ def messages_to_model_inputs(processor: ProcessorMixin, messages: Sequence[Mappi
                              tools: list[dict[str, Any]] | None = None) -> BatchFeature:
     """Processor inputs (batch of one) for the env's `messages`: input_ids, attention_mask, pixel_values..."""
     text = render_messages(processor, messages, add_generation_prompt, tools)
-    images = conversation_images(messages)
-    features = processor(text=[text], images=images or None, return_tensors="np")  # "pt" warns under numpy 2
-    return BatchFeature(dict(features), tensor_type="pt")
+    return BatchFeature(dict(processor_features(processor, text, messages)), tensor_type="pt")
 
 
 def stack_inputs(samples: Sequence[Mapping[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -135,8 +190,17 @@ def _is_image(part: Mapping[str, Any]) -> bool:
     return part.get("type") == "image"
 
 
+def _is_video(part: Mapping[str, Any]) -> bool:
+    return part.get("type") == "video"
+
+
+def _as_images(part: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [{"type": "image", "image": frame} for frame in part["video"]] if _is_video(part) else [part]
+
+
 def _skeleton(message: Mapping[str, Any]) -> Any:
     content = message.get("content")
     if isinstance(content, str) or content is None:
         return content
-    return [{"type": "image"} if _is_image(part) else dict(part) for part in content]
+    return [{"type": "image"} if _is_image(part) else {"type": "video"} if _is_video(part) else dict(part)
+            for part in content]

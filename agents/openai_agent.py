@@ -33,13 +33,14 @@ def image_data_url(image: np.ndarray | Image.Image) -> str:
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The env's chat (images inline as arrays) in OpenAI format (images as data URLs)."""
+    """The env's chat (images inline as arrays) in OpenAI format (images, and a video's frames, as data URLs)."""
     converted = []
     for message in messages:
         parts = []
         for part in message["content"]:
-            if part["type"] == "image":
-                parts.append({"type": "image_url", "image_url": {"url": image_data_url(part["image"])}})
+            if part["type"] in ("image", "video"):  # image_url parts cannot carry a video of arrays: its frames
+                pictures = part["video"] if part["type"] == "video" else [part["image"]]
+                parts += [{"type": "image_url", "image_url": {"url": image_data_url(p)}} for p in pictures]
             else:
                 parts.append({"type": "text", "text": part["text"]})
         if message["role"] == "assistant":  # assistant turns are plain text in the API

@@ -20,6 +20,7 @@ from agents.chat import extend_sample, load_processor, messages_to_model_inputs,
 
 TOOL_CALL_END = "</tool_call>"
 END_OF_TURN = "<|im_end|>"
+VISUAL_KEYS = {"pixel_values", "pixel_values_videos"}  # inputs whose rope positions the model computes itself
 
 
 @dataclass
@@ -132,7 +133,7 @@ def sequence_logprobs(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]
     """
     kwargs = dict(inputs)
     ids = kwargs["input_ids"]
-    if "pixel_values" not in kwargs:  # text only: positions from the mask, as generation computes them
+    if not VISUAL_KEYS & kwargs.keys():  # text only: positions from the mask, as generation computes them
         kwargs["position_ids"] = (kwargs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
     keep = ids.shape[1]
     if response_mask is not None and response_mask.any():

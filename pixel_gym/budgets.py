@@ -1,4 +1,4 @@
-"""Pixel budgets of the views an episode shows: originals, crops, video frames."""
+"""Pixel budgets of the views an episode shows: originals, crops, video frames, and the serving re-resize."""
 
 from __future__ import annotations
 
@@ -13,31 +13,42 @@ class Budgets:
 
     original: PixelBudget  # the global view of an image at reset
     crop: PixelBudget  # a zoom-in result
-    frame_shown: PixelBudget  # each low-resolution frame of a video at reset
+    frame_shown: PixelBudget  # each frame of the video input shown at reset
     frame_selected: PixelBudget  # a frame returned by select_frames
+    # The serving engine's own resize of every image it is given (vLLM with the eval scripts' MIN/MAX_PIXELS): what
+    # the model sees. Crop boxes and the sizes written in the texts stay those of the views above. None: no re-resize.
+    serve: PixelBudget | None = None
+    # select_frames resizes the full-resolution source frame (our option) instead of the frame as shown (released)
+    frames_from_source: bool = False
 
+
+# A frame of the released video input: at most 512 x 28^2 px, at least qwen-vl-utils' 128 x 28^2 px video minimum
+VIDEO_FRAME = PixelBudget.tokens(128, 512)
 
 BUDGET_PRESETS: dict[str, Budgets] = {
-    # The default: small views a tiny model handles on a CPU; fine detail needs a zoom.
+    # Small views a tiny model handles on a CPU; fine detail needs a zoom (the training CLI's default).
     "compact": Budgets(
         original=PixelBudget.tokens(16, 256),
         crop=PixelBudget.tokens(64, 256),
         frame_shown=PixelBudget.tokens(4, 16),
         frame_selected=PixelBudget.tokens(16, 256),
+        frames_from_source=True,  # low-resolution video, legible selected frames
     ),
-    # The paper's training limits (originals 4..2000, crops 4..1000, selected frames <= 400 tokens).
+    # The env's default: the paper's training limits (originals 4..2000, crops 4..1000, selected frames 4..400).
     "paper_train": Budgets(
         original=PixelBudget.tokens(4, 2000),
         crop=PixelBudget.tokens(4, 1000),
-        frame_shown=PixelBudget.tokens(4, 32),  # the video's 512-token budget over 16 frames
-        frame_selected=PixelBudget.tokens(4, 400),
+        frame_shown=VIDEO_FRAME,
+        frame_selected=PixelBudget.tokens(4, 400),  # resized from the frame as shown
     ),
-    # The paper's evaluation limits (originals 256..8000, crops 256..5120).
+    # The paper's evaluation limits (originals 256..8000, crops 256..5120); then the serving engine re-resizes every
+    # image into 512..5120 (the eval scripts' MIN/MAX_PIXELS): all images the model sees lie in 512..5120.
     "paper_eval": Budgets(
         original=PixelBudget.tokens(256, 8000),
         crop=PixelBudget.tokens(256, 5120),
-        frame_shown=PixelBudget.tokens(4, 32),
-        frame_selected=PixelBudget.tokens(4, 400),
+        frame_shown=VIDEO_FRAME,
+        frame_selected=VIDEO_FRAME,  # the frames exactly as shown (already inside this budget)
+        serve=PixelBudget.tokens(512, 5120),
     ),
 }
 

@@ -12,10 +12,20 @@ import numpy as np
 from gymnasium import spaces
 
 from pixel_gym import prompts
-from pixel_gym.actions import action_to_text, from_structured, structured_action_space
+from pixel_gym.actions import (
+    MAX_TEXT_ACTION,
+    PARSERS,
+    TEXT,
+    ModelTurn,
+    Parser,
+    action_to_text,
+    from_structured,
+    structured_action_space,
+)
 from pixel_gym.budgets import Budgets, resolve_budgets
 from pixel_gym.episode import Episode, text_message
-from pixel_gym.executor import Limits, execute
+from pixel_gym.executor import CropFrom, Limits, execute
+from pixel_gym.ops import NormalizedRule
 from pixel_gym.render import render_episode
 from pixel_gym.reward import CuriosityConfig, RewardParts, RunningRaPR, score_answer, shape_reward
 from pixel_gym.spaces import ChatHistory, RGBImage, UnicodeText
@@ -29,10 +39,16 @@ class PixelVQAEnv(gym.Env):
     """A visual question answered through pixel-space reasoning.
 
     Observation (`spaces.Dict`): "images" (every view shown so far, uint8 HxWx3, in the order the model saw them;
-    `target_image` k refers to images[k-1]), "question" (the question text with options), "messages" (the chat so
-    far in Qwen2.5-VL / OpenAI style, images inline as arrays).
-    Action: a model's text turn (str), or a `(kind, value)` sample of the `OneOf` action space (0 text, 1 zoom box
-    normalized + image index, 2 frame mask, 3 answer), or a `pixel_gym.actions` dataclass.
+    `target_image` k refers to images[k-1]; a video's frames come first, and once a tool call has added a picture
+    k refers to the k-th added one, see `Episode.target_view`), "question" (the question text with options),
+    "messages" (the chat so far in Qwen2.5-VL / OpenAI style, images inline as arrays, a video as ONE
+    `{"type": "video", "video": [frames]}` part).
+    Action: a model's text turn (str), a `ModelTurn(text, context_tokens)` (the same turn with the prompt + output
+    token count, which the released 12,088-token end rule needs), a `(kind, value)` sample of the `OneOf` action
+    space (0 text, 1 zoom box normalized + image index, 2 frame mask, 3 answer), or a `pixel_gym.actions` dataclass.
+    Turns follow the released protocol by default (see docs/protocol.md): a turn ending in `</tool_call>` is a
+    tool call, any other turn is final; a 5th call, a result beyond 16 images or a context over 12,088 tokens ends
+    the episode unanswered (`truncated`, `info["end"]` names the reason).
     Reward: 0 until the episode ends; then correctness (task metric) + curiosity bonus + op penalty.
     """
 
@@ -47,11 +63,17 @@ class PixelVQAEnv(gym.Env):
         split: str | None = None,
         size: int = 1000,
         suite_kwargs: dict[str, Any] | None = None,
-        budgets: Budgets | str = "compact",
+        budgets: Budgets | str = "paper_train",
         max_turns: int = 6,
         max_ops: int = 4,
         max_images: int = 16,
         padding: float = 0.1,
+        max_context_tokens: int | None = 12_088,
+        parser: Parser = "released",
+        end_at_limits: bool = True,
+        crop_from: CropFrom = "kept",
+        normalized_if: NormalizedRule = "all_below_1",
+        refuse_degenerate_boxes: bool = False,
         num_shown_frames: int = 16,
         curiosity: CuriosityConfig | dict[str, Any] | None = None,
         rapr_window: int = 8,
@@ -62,6 +84,8 @@ class PixelVQAEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if max_turns < 1:
             raise ValueError("max_turns must be >= 1")
+        if parser not in PARSERS:
+            raise ValueError(f"parser must be one of {PARSERS}, got {parser!r}")
         if tasks is None:
             tasks = (
                 _dataset_tasks(dataset, data_dir, split) if dataset else _suite_tasks(suite, size, split, suite_kwargs)
@@ -70,7 +94,11 @@ class PixelVQAEnv(gym.Env):
         if len(self.tasks) == 0:
             raise ValueError("the task collection is empty")
         self.budgets = resolve_budgets(budgets)
-        self.limits = Limits(max_ops, max_images, padding=padding)
+        self.limits = Limits(
+            max_ops, max_images, padding=padding, max_context_tokens=max_context_tokens, end_at_limits=end_at_limits,
+            crop_from=crop_from, normalized_if=normalized_if, refuse_degenerate=refuse_degenerate_boxes,
+        )
+        self.parser: Parser = parser
         self.max_turns = max_turns
         self.num_shown_frames = num_shown_frames
         self.curiosity = CuriosityConfig(**curiosity) if isinstance(curiosity, dict) else curiosity or CuriosityConfig()
@@ -104,17 +132,19 @@ class PixelVQAEnv(gym.Env):
         episode = self._require_episode()
         if episode.answer is not None:
             raise RuntimeError("the episode has ended; call reset() before step()")
-        parsed = from_structured(action)
+        tokens = _context_tokens(action)
+        parsed = from_structured(action, self.parser, max(self.num_shown_frames, 1))
         episode.turns += 1
         episode.messages.append(text_message("assistant", _assistant_text(action, parsed)))
-        feedback = execute(parsed, episode, self.limits)
+        feedback = execute(parsed, episode, self.limits, tokens)
         if feedback.parts:
             episode.messages.append({"role": "user", "content": feedback.parts})
         terminated = feedback.answer is not None
-        truncated = not terminated and episode.turns >= self.max_turns
+        truncated = not terminated and (bool(feedback.end) or episode.turns >= self.max_turns)
         reward, info = 0.0, self._info()
         info["last_error"] = feedback.error
         if terminated or truncated:
+            info["end"] = "answer" if terminated else feedback.end or "max_turns"
             episode.answer = feedback.answer if terminated else ""
             parts = self._final_reward(episode)
             reward = parts.total
@@ -186,9 +216,11 @@ class PixelVQAEnv(gym.Env):
 
 
 def _copy_message(message: dict[str, Any], copies: dict[int, np.ndarray]) -> dict[str, Any]:
-    """A new message dict whose image parts point at this observation's image copies."""
+    """A new message dict whose image and video parts point at this observation's image copies."""
     content = [
-        {"type": "image", "image": copies[id(part["image"])]} if part["type"] == "image" else dict(part)
+        {"type": "image", "image": copies[id(part["image"])]} if part["type"] == "image"
+        else {"type": "video", "video": [copies[id(frame)] for frame in part["video"]]} if part["type"] == "video"
+        else dict(part)
         for part in message["content"]
     ]
     return {"role": message["role"], "content": content}
@@ -208,11 +240,22 @@ def _dataset_tasks(dataset: str, data_dir: str | None, split: str | None) -> Seq
     return load_tasks(dataset, data_dir, split)
 
 
-def _assistant_text(raw: Any, parsed: Any) -> str:
-    """What goes into the chat history for an action: the model's own text, or the text a structured action means."""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], str) and raw[0] == 0:
-        return raw[1]
-    return action_to_text(parsed)
+def _context_tokens(action: Any) -> int | None:
+    """The prompt + output token count a `ModelTurn` carries (None for other actions: the token rule is skipped)."""
+    if not isinstance(action, ModelTurn):
+        return None
+    tokens = action.context_tokens
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 0:
+        raise ValueError(f"ModelTurn.context_tokens must be a token count (int >= 0), got {tokens!r}")
+    return int(tokens)
 
+
+def _assistant_text(raw: Any, parsed: Any) -> str:
+    """What goes into the chat history for an action: the model's own text (when within the length limit), or the
+    text a structured action means."""
+    text = raw.text if isinstance(raw, ModelTurn) else raw
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], (int, np.integer)) and raw[0] == TEXT:
+        text = raw[1]
+    if isinstance(text, str) and len(text) <= MAX_TEXT_ACTION:
+        return text
+    return action_to_text(parsed)

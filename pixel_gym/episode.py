@@ -6,6 +6,7 @@ the global view of an encoded JPEG uses draft decoding (DCT scaling) and never n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,28 +16,34 @@ from PIL import Image
 
 from pixel_gym import prompts
 from pixel_gym.budgets import Budgets
-from pixel_gym.ops import PixelBox, PixelBudget, fit_to_budget, sample_frame_indices, smart_resize
+from pixel_gym.ops import OpError, PixelBox, PixelBudget, fit_to_budget, sample_frame_indices, smart_resize
 from pixel_gym.tasks import ImageRef, Task
 
 
 @dataclass
 class View:
-    """One picture shown to the agent: a region of a source image (or video frame), resized for display."""
+    """One picture shown to the agent: a region of a source image (or video frame), resized for display.
+
+    `image` is the view as the released code keeps it: crops of this view cut it, and its size is the size the
+    texts report. `shown`, when set, is what the model is given instead (the serving engine's re-resize).
+    """
 
     source: int  # index into task.images, or into task.video for frames
     region: PixelBox  # the part of the source this view shows, in source pixels
     image: Image.Image
     kind: str  # "original" | "crop" | "frame" | "selected_frame"
+    shown: Image.Image | None = None
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """The size absolute-pixel boxes on this view refer to: the region's full-resolution size."""
+        """The region's full-resolution size (what absolute-pixel boxes refer to with `crop_from="source"`)."""
         x1, y1, x2, y2 = self.region
         return (x2 - x1, y2 - y1)
 
     @cached_property
     def array(self) -> np.ndarray:
-        return np.asarray(self.image, dtype=np.uint8)
+        """The pixels the model sees."""
+        return np.asarray(self.shown if self.shown is not None else self.image, dtype=np.uint8)
 
 
 @dataclass
@@ -69,29 +76,52 @@ class Episode:
         if system_prompt:
             episode.messages.append(text_message("system", system_prompt))
         parts = episode._show_video(num_shown_frames) if task.is_video else episode._show_images()
-        parts.append({"type": "text", "text": f"{task.prompt_text()}\n{prompts.ANSWER_INSTRUCTION}"})
+        parts.append({"type": "text", "text": prompts.user_text(task.prompt_text())})
         episode.messages.append({"role": "user", "content": parts})
         return episode
 
     def _show_images(self) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
+        """The images first, with no text between them (the released user turn)."""
         for index, ref in enumerate(self.task.images):
-            view = View(index, (0, 0, *self.source_size(index)), self._global_view(index, ref), "original")
-            self.views.append(view)
-            if len(self.task.images) > 1:
-                parts.append({"type": "text", "text": prompts.image_header(index + 1, *view.frame_size)})
-            parts.append({"type": "image", "image": view.array})
-        return parts
+            image = self._global_view(index, ref)
+            self.views.append(View(index, (0, 0, *self.source_size(index)), image, "original", self._served(image)))
+        return [{"type": "image", "image": view.array} for view in self.views]
+
+    def _served(self, image: Image.Image) -> Image.Image | None:
+        """The serving engine's re-resize of an image (`budgets.serve`), or None when there is none."""
+        return None if self.budgets.serve is None else fit_to_budget(image, self.budgets.serve)
 
     def _show_video(self, num_shown: int) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
+        """One video part (Qwen's `{"type": "video", "video": [frames]}`) of the sampled frames, each resized into
+        `budgets.frame_shown` and all to the first frame's size (a video input needs equal frames)."""
         self.shown_frames = sample_frame_indices(len(self.task.video), num_shown)
-        for number, frame in enumerate(self.shown_frames, 1):
+        for frame in self.shown_frames:
             image = self.task.video[frame].open()
-            view = View(frame, (0, 0, *image.size), fit_to_budget(image, self.budgets.frame_shown), "frame")
-            self.views.append(view)
-            parts += [{"type": "text", "text": prompts.frame_header(number)}, {"type": "image", "image": view.array}]
-        return parts
+            shown = fit_to_budget(image, self.budgets.frame_shown)
+            if self.views and shown.size != self.views[0].image.size:
+                shown = image.resize(self.views[0].image.size, Image.Resampling.BICUBIC)
+            self.views.append(View(frame, (0, 0, *image.size), shown, "frame"))
+        return [{"type": "video", "video": [view.array for view in self.views]}]
+
+    def target_view(self, number: int) -> View:
+        """The view `target_image` `number` names. Images: the n-th view. Videos, as the released code numbers
+        them: the n-th shown frame until a picture is added (a selected frame or a crop), then the n-th added
+        picture (so after a first selection of k frames, 1..k are those frames, as its result text says)."""
+        if not self.task.is_video:
+            if not 1 <= number <= len(self.views):
+                raise OpError(f"target_image {number} does not exist: images are numbered 1 to {len(self.views)}")
+            return self.views[number - 1]
+        added = self.added_views
+        candidates = added or self.views
+        if not 1 <= number <= len(candidates):
+            what = "a previous frame" if added else "frames in the given video"
+            raise OpError(f"Incorrect `target_image`. You can only select {what} within [1,{len(candidates)}]")
+        return candidates[number - 1]
+
+    @property
+    def added_views(self) -> list[View]:
+        """Video episodes: the pictures added by tool calls (selected frames, crops), after the shown frames."""
+        return self.views[len(self.shown_frames):]
 
     def _global_view(self, index: int, ref: ImageRef) -> Image.Image:
         budget = self.budgets.original
@@ -121,10 +151,35 @@ class Episode:
         self.views.append(view)
         return view
 
+    def add_crop(self, target: View, box: PixelBox, from_source: bool = False) -> View:
+        """A crop of `target` resized into `budgets.crop`. `box` is in pixels of `target.image` (the released rule:
+        cut the view as kept), or of the full-resolution region `target` shows when `from_source`."""
+        ox, oy = target.region[:2]
+        if from_source:
+            region = (ox + box[0], oy + box[1], ox + box[2], oy + box[3])
+            image = fit_to_budget(self.source_image(target.source).crop(region), self.budgets.crop)
+        else:
+            image = fit_to_budget(target.image.crop(box), self.budgets.crop)
+            sx, sy = target.frame_size[0] / target.image.width, target.frame_size[1] / target.image.height
+            region = (ox + int(box[0] * sx), oy + int(box[1] * sy),
+                      ox + min(math.ceil(box[2] * sx), target.frame_size[0]),
+                      oy + min(math.ceil(box[3] * sy), target.frame_size[1]))
+        view = View(target.source, region, image, "crop", self._served(image))
+        self.views.append(view)
+        return view
+
+    def add_frame_view(self, shown: View, budget: PixelBudget) -> View:
+        """A selected frame: the frame as shown resized into `budget` (the same image when it already fits), or
+        the full-resolution frame with `budgets.frames_from_source`."""
+        base = self.source_image(shown.source) if self.budgets.frames_from_source else shown.image
+        view = View(shown.source, shown.region, fit_to_budget(base, budget), "selected_frame")
+        self.views.append(view)
+        return view
+
     @property
     def num_images(self) -> int:
-        """Views that count against the image limit: all but the low-resolution video frames shown at reset."""
-        return sum(view.kind != "frame" for view in self.views)
+        """Pictures that count against the image limit; a video counts as one (the released code's count)."""
+        return sum(view.kind != "frame" for view in self.views) + bool(self.shown_frames)
 
     @property
     def num_ops(self) -> int:

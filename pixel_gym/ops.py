@@ -1,9 +1,11 @@
 """Pixel operations: pure functions on PIL images.
 
-`zoom_in` crops a box and resizes it into a pixel budget; `select_frames` returns chosen video frames at full
-resolution. The box rules follow the paper's released `crop_image_normalized` tool: values all <= 1 are
-normalized coordinates, anything else is absolute pixels of the image being cropped; a fixed normalized padding
-(0.1) widens the box on each side before clamping to the image; a crop under 28x28 pixels is refused.
+`zoom_in` crops a box and resizes it into a pixel budget; `select_frames` returns chosen video frames fitted to a
+budget. The box rules are those of the paper's released `crop_image_normalized` tool: the values are normalized
+coordinates only if all four are < 1, anything else is absolute pixels of the image being cropped; a fixed
+normalized padding (0.1) widens the box on each side, the box is clamped to [0, 1] and cut as PIL cuts a float box
+(coordinates rounded); a crop must be wider and taller than 28 pixels. Point and inverted boxes are not refused
+before padding (`refuse_degenerate=True` and `normalized_if="all_at_most_1"` are pixel-gym's older, stricter rules).
 """
 
 from __future__ import annotations
@@ -76,68 +78,85 @@ def fit_to_budget(image: Image.Image, budget: PixelBudget) -> Image.Image:
     return image.resize((new_w, new_h), Image.Resampling.BICUBIC)
 
 
+NormalizedRule = Literal["all_below_1", "all_at_most_1"]
+
+
 def resolve_box(
     bbox: Sequence[float],
     size: tuple[int, int],
     convention: BoxConvention = "auto",
     padding: float = 0.1,
     min_side: int = MIN_CROP_SIDE,
+    normalized_if: NormalizedRule = "all_below_1",
+    refuse_degenerate: bool = False,
 ) -> PixelBox:
-    """Turn a requested box into an integer pixel box inside an image of `size` (width, height).
+    """The pixel box the released tool cuts from an image of `size` (width, height) for a requested box.
 
-    Raises `OpError` with a readable message for malformed, empty, inverted, outside or too-small boxes.
+    Normalized (convention "auto": when the `normalized_if` rule holds) or pixels of this image; `padding` added
+    on each side in normalized units; clamped to [0, 1]; scaled and rounded as PIL rounds a float crop box. The
+    crop must exceed `min_side` pixels in width and height. Raises `OpError` with a readable message.
     """
     values = _four_finite_numbers(bbox)
     width, height = size
     x1, y1, x2, y2 = values
-    if x2 <= x1 or y2 <= y1:
+    if refuse_degenerate and (x2 <= x1 or y2 <= y1):
         raise OpError(f"bbox_2d {list(values)} is empty or inverted: need x1 < x2 and y1 < y2")
-    normalized = _is_normalized(values, convention)
-    if normalized:
-        nx1, ny1, nx2, ny2 = x1, y1, x2, y2
-    else:
-        nx1, ny1, nx2, ny2 = x1 / width, y1 / height, x2 / width, y2 / height
-    if nx2 <= 0 or ny2 <= 0 or nx1 >= 1 or ny1 >= 1:
-        frame = "[0, 1]" if normalized else f"the {width}x{height} image"
-        raise OpError(f"bbox_2d {list(values)} lies outside {frame}")
-    nx1, ny1 = max(0.0, nx1 - padding), max(0.0, ny1 - padding)
-    nx2, ny2 = min(1.0, nx2 + padding), min(1.0, ny2 + padding)
-    # 1e-6 absorbs float error so that 0.55 * 800 is 440, not 441
-    box = (
-        int(nx1 * width + 1e-6),
-        int(ny1 * height + 1e-6),
-        min(math.ceil(nx2 * width - 1e-6), width),
-        min(math.ceil(ny2 * height - 1e-6), height),
-    )
+    if not _is_normalized(values, convention, normalized_if):
+        x1, y1, x2, y2 = x1 / width, y1 / height, x2 / width, y2 / height
+    nx1, ny1 = _clamp01(x1 - padding), _clamp01(y1 - padding)
+    nx2, ny2 = _clamp01(x2 + padding), _clamp01(y2 + padding)
+    if nx2 < nx1 or ny2 < ny1:
+        raise OpError(f"bbox_2d {list(values)} is inverted even after padding: need x1 <= x2 and y1 <= y2")
+    box = (round(nx1 * width), round(ny1 * height), round(nx2 * width), round(ny2 * height))
     crop_w, crop_h = box[2] - box[0], box[3] - box[1]
-    if crop_w < min_side or crop_h < min_side:
-        raise OpError(f"the crop would be {crop_w}x{crop_h} pixels; it must be at least {min_side}x{min_side}")
+    if crop_w <= min_side or crop_h <= min_side:
+        raise OpError(f"Cropped image is too small: {crop_w}x{crop_h} (both sides must exceed {min_side} pixels)")
     return box
+
+
+def _clamp01(value: float) -> float:
+    return min(max(0.0, value), 1.0)
 
 
 def _four_finite_numbers(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     if isinstance(bbox, (str, bytes)) or not isinstance(bbox, (Sequence, np.ndarray)):
-        raise OpError(f"bbox_2d must be a list of 4 numbers [x1, y1, x2, y2], got {bbox!r}")
+        raise OpError(f"bbox_2d must be a list of 4 numbers [x1, y1, x2, y2], got {short_repr(bbox)}")
     if len(bbox) != 4:
         raise OpError(f"bbox_2d must have 4 numbers [x1, y1, x2, y2], got {len(bbox)}")
     values = []
     for value in bbox:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise OpError(f"bbox_2d values must be numbers, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise OpError(f"bbox_2d values must be finite, got {value!r}")
-        values.append(float(value))
+            raise OpError(f"bbox_2d values must be numbers, got {short_repr(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int of more than ~309 digits
+            number = math.inf
+        if not math.isfinite(number):
+            raise OpError(f"bbox_2d values must be finite numbers, got {short_repr(value)}")
+        values.append(number)
     return (values[0], values[1], values[2], values[3])
 
 
-def _is_normalized(values: Sequence[float], convention: BoxConvention) -> bool:
+def short_repr(value: object, limit: int = 80) -> str:
+    """A repr for error messages, cut to `limit` characters (a model may send megabytes)."""
+    if isinstance(value, int) and value.bit_length() > 200:  # repr of an int over 4,300 digits raises
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_normalized(values: Sequence[float], convention: BoxConvention, rule: NormalizedRule) -> bool:
     if convention == "normalized":
         return True
     if convention == "pixels":
         return False
     if convention != "auto":
         raise ValueError(f"unknown box convention {convention!r}")
-    return all(v <= 1.0 for v in values)
+    if rule == "all_below_1":
+        return all(v < 1.0 for v in values)
+    if rule == "all_at_most_1":
+        return all(v <= 1.0 for v in values)
+    raise ValueError(f"unknown normalized_if rule {rule!r}; expected 'all_below_1' or 'all_at_most_1'")
 
 
 def crop_to_budget(image: Image.Image, box: PixelBox, budget: PixelBudget) -> Image.Image:
@@ -174,24 +193,25 @@ def sample_frame_indices(num_frames: int, num_shown: int) -> list[int]:
 def validate_frame_indices(
     indices: Sequence[int], num_frames: int, max_selected: int = MAX_SELECTED_FRAMES
 ) -> list[int]:
-    """Check 1-based frame indices; returns them 0-based, duplicates dropped, order kept."""
+    """Check 1-based frame indices; returns them 0-based, in order, duplicates kept (the released tool's rule)."""
     if isinstance(indices, (str, bytes)) or not isinstance(indices, (Sequence, np.ndarray)):
-        raise OpError(f"target_frames must be a list of frame numbers, got {indices!r}")
+        raise OpError(f"target_frames must be a list of frame numbers, got {short_repr(indices)}")
     if len(indices) == 0:
         raise OpError("target_frames is empty: name at least one frame")
+    if len(indices) > max_selected:
+        raise OpError(f"You have selected {len(indices)} frames in total. Think again which frames you need to "
+                      f"check in details (no more than {max_selected} frames)")
     chosen: list[int] = []
     for value in indices:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise OpError(f"frame numbers must be integers, got {value!r}")
+                raise OpError(f"frame numbers must be integers, got {short_repr(value)}")
         if not 1 <= value <= num_frames:
-            raise OpError(f"frame {value} is out of range: frames are numbered 1 to {num_frames}")
-        if value - 1 not in chosen:
-            chosen.append(int(value) - 1)
-    if len(chosen) > max_selected:
-        raise OpError(f"{len(chosen)} frames requested; select at most {max_selected}")
+            raise OpError(f"There are {num_frames} frames numbered in range [1,{num_frames}]. "
+                          "Your selection is out of range.")
+        chosen.append(int(value) - 1)
     return chosen
 
 

@@ -56,11 +56,26 @@ SELECT_FRAMES_TOOL: dict[str, Any] = {
     },
 }
 
-ANSWER_INSTRUCTION = "Reason step by step. When you are sure, put your final answer in \\boxed{}."
+# The released user turn: the question as given, then this guidelines paragraph (its `vcot` template, which the
+# released code appends after "\n\n" to a template that itself starts with "\n\n").
+ANSWER_INSTRUCTION = (
+    "Guidelines: Understand the given visual information and the user query. Determine if it is beneficial to "
+    "employ the given visual operations (tools). For a video, we can look closer by `select_frames`. For an image, "
+    "we can look closer by `crop_image`. Reason with the visual information step by step, and put your final answer "
+    "within \\boxed{}."
+)
+QUESTION_SEPARATOR = "\n\n\n\n"
 
 
 def tools_for(is_video: bool) -> list[dict[str, Any]]:
-    return [CROP_TOOL, SELECT_FRAMES_TOOL] if is_video else [CROP_TOOL]
+    """The tools of the system prompt: the released prompt lists both for image and video questions alike."""
+    del is_video  # kept in the signature: callers ask per kind, the released protocol answers the same
+    return [CROP_TOOL, SELECT_FRAMES_TOOL]
+
+
+def user_text(question: str) -> str:
+    """The text part of the first user turn (after the images or the video), as the released code writes it."""
+    return f"{question}{QUESTION_SEPARATOR}{ANSWER_INSTRUCTION}"
 
 
 def system_prompt(tools: list[dict[str, Any]], preamble: str = "You are a helpful assistant.") -> str:
@@ -77,21 +92,18 @@ def system_prompt(tools: list[dict[str, Any]], preamble: str = "You are a helpfu
 
 
 def crop_result_text(width: int, height: int) -> str:
-    return f"Here is the cropped image (Image Size: {width}x{height}):"
+    """The released crop result; `width` x `height` is the crop as kept (before any serving re-resize)."""
+    return f"\nHere is the cropped image (Image Size: {width}x{height}):"
 
 
-def frames_result_text(frame_numbers: list[int]) -> str:
-    listed = ", ".join(str(n) for n in frame_numbers)
-    return f"Here are the selected frames (Frame {listed}):"
+def frames_result_text(width: int, height: int, first: int, last: int) -> str:
+    """The released select_frames result; the frames are numbered `first` to `last` for `target_image`."""
+    return f"\nHere are the selected frames (Frame Size: {width}x{height}, Numbered {first} to {last}):"
 
 
 def error_text(message: str) -> str:
-    return f"Execution error:\n{message}"
+    return f"\nExecution error:\n{message}\n"
 
 
 def image_header(index: int, width: int, height: int) -> str:
     return f"Image {index} (Image Size: {width}x{height}):"
-
-
-def frame_header(number: int) -> str:
-    return f"Frame {number}:"

@@ -64,7 +64,7 @@ class UnicodeText(spaces.Space[str]):
 
 
 class ChatHistory(spaces.Space[list]):
-    """A chat in Qwen2.5-VL / OpenAI message style: dicts with a role and a list of text/image parts."""
+    """A chat in Qwen2.5-VL / OpenAI message style: dicts with a role and a list of text/image/video parts."""
 
     def __init__(self, seed: int | None = None) -> None:
         self._image = RGBImage()
@@ -84,6 +84,9 @@ class ChatHistory(spaces.Space[list]):
             return False
         if part.get("type") == "text":
             return isinstance(part.get("text"), str)
+        if part.get("type") == "video":
+            frames = part.get("video")
+            return isinstance(frames, list) and len(frames) > 0 and all(self._image.contains(f) for f in frames)
         return part.get("type") == "image" and self._image.contains(part.get("image"))
 
     def sample(self, mask: Any = None, probability: Any = None) -> list:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import ProcessorMixin
 
-from agents.chat import conversation_images, render_messages, stack_inputs
+from agents.chat import has_visual, processor_features, render_messages, stack_inputs
 
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 END_OF_TURN = "<|im_end|>"
@@ -52,8 +52,7 @@ def encode_conversation(processor: ProcessorMixin, messages: Sequence[Mapping[st
 def _encode_segment(
     processor: ProcessorMixin, segment: str, message: Mapping[str, Any]
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    content = message.get("content")
-    if isinstance(content, list) and any(part.get("type") == "image" for part in content):
+    if has_visual(message):
         features = _segment_features(processor, segment, message)
     else:
         ids = processor.tokenizer(segment, add_special_tokens=False, return_tensors="pt")
@@ -70,8 +69,8 @@ def _encode_segment(
 
 
 def _segment_features(processor: ProcessorMixin, segment: str, message: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Processor outputs for one rendered segment that holds images (placeholders expanded)."""
-    features = processor(text=[segment], images=conversation_images([message]), return_tensors="np")
+    """Processor outputs for one rendered segment that holds images or a video (placeholders expanded)."""
+    features = processor_features(processor, segment, [message])
     return {key: torch.as_tensor(value) for key, value in dict(features).items()}
 
 

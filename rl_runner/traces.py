@@ -171,11 +171,14 @@ def _externalize_images(messages: list[dict[str, Any]], out: Path, stem: str) ->
     for message in messages:
         content = []
         for part in message["content"]:
-            if part["type"] == "image":
-                relative = f"images/{stem}_{count}.png"
-                Image.fromarray(part["image"]).save(out / relative)
-                content.append({"type": "image", "image": relative})
-                count += 1
+            if part["type"] in ("image", "video"):
+                pictures = part["video"] if part["type"] == "video" else [part["image"]]
+                relatives = [f"images/{stem}_{count + k}.png" for k in range(len(pictures))]
+                for picture, relative in zip(pictures, relatives):
+                    Image.fromarray(picture).save(out / relative)
+                content.append({"type": "video", "video": relatives} if part["type"] == "video"
+                               else {"type": "image", "image": relatives[0]})
+                count += len(pictures)
             else:
                 content.append(dict(part))
         converted.append({"role": message["role"], "content": content})
@@ -195,6 +198,8 @@ def load_traces(path: str | Path) -> list[dict[str, Any]]:
             for part in content:
                 if part["type"] == "image" and isinstance(part["image"], str):
                     part["image"] = _read_image(path.parent, part["image"])
+                elif part["type"] == "video":
+                    part["video"] = [_read_image(path.parent, f) if isinstance(f, str) else f for f in part["video"]]
     return records
 
 

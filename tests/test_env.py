@@ -84,20 +84,21 @@ def test_zoom_then_answer_flow_with_curiosity_reward() -> None:
     obs, reward, terminated, truncated, info = env.step(crop([0.1, 0.1, 0.2, 0.2]))
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert len(obs["images"]) == 2 and info["num_ops"] == 1 and info["last_error"] == ""
-    assert obs["messages"][-1]["content"][0]["text"].startswith("Here is the cropped image (Image Size: ")
+    assert obs["messages"][-1]["content"][0]["text"].startswith("\nHere is the cropped image (Image Size: ")
     obs, reward, terminated, truncated, info = env.step(crop([0.0, 0.0, 0.5, 0.5], target=2))
     obs, reward, terminated, truncated, info = env.step("It is blue. \\boxed{B}")
     assert terminated and not truncated
     assert info["correctness"] == 1.0 and info["num_ops"] == 2
     # first episode of this question: RaPR 1.0 >= H, so no bonus; 2 ops > N=1 costs 0.05
     assert reward == pytest.approx(1.0 - 0.05)
-    assert factory.calls == 1  # decoded once for the global view and both zooms
+    assert factory.calls == 1  # decoded once: the zooms cut the global view as kept
     with pytest.raises(RuntimeError, match="reset"):
         env.step("\\boxed{B}")
 
 
-def test_crop_of_a_crop_maps_back_to_source_pixels() -> None:
-    env = PixelVQAEnv(tasks=[image_task()], padding=0.0)
+def test_legacy_source_crops_map_back_to_source_pixels() -> None:
+    """crop_from="source" and normalized_if="all_at_most_1": pixel-gym's older rules, as named options."""
+    env = PixelVQAEnv(tasks=[image_task()], padding=0.0, crop_from="source", normalized_if="all_at_most_1")
     env.reset(seed=0)
     env.step(crop([800, 600, 1600, 1200]))  # pixels of the 1600x1200 original
     env.step(crop([0.5, 0.5, 1.0, 1.0], target=2))
@@ -114,8 +115,9 @@ def test_curiosity_bonus_when_question_rarely_uses_ops() -> None:
     env.step(crop([0.1, 0.1, 0.2, 0.2]))
     _, reward, *_, info = env.step("\\boxed{B}")
     assert info["rapr"] == pytest.approx(0.25)
-    assert info["reward_parts"] == {"correctness": 1.0, "curiosity": 0.5, "penalty": 0.0}
-    assert reward == pytest.approx(1.5)
+    # the paper's hinge: 0.5 * max(0.3 - 0.25, 0) = 0.025
+    assert info["reward_parts"] == pytest.approx({"correctness": 1.0, "curiosity": 0.025, "penalty": 0.0})
+    assert reward == pytest.approx(1.025)
 
 
 @pytest.mark.parametrize(
@@ -123,13 +125,14 @@ def test_curiosity_bonus_when_question_rarely_uses_ops() -> None:
     [
         ("<tool_call>{bad json</tool_call>", "not valid JSON", 1),
         (crop([0.1, 0.1, 0.2, 0.2], target=5), "does not exist", 1),
-        (crop([2000, 2000, 2100, 2100]), "outside", 1),
-        (crop([0.3, 0.3, 0.1, 0.1]), "inverted", 1),
+        (crop([2000, 2000, 2100, 2100]), "too small: 0x0", 1),
+        (crop([0.9, 0.3, 0.1, 0.4]), "inverted even after padding", 1),
         ('<tool_call>{"name": "select_frames", "arguments": {"target_frames": [1]}}</tool_call>', "videos only", 1),
         ('<tool_call>{"name": "paint", "arguments": {}}</tool_call>', "unknown tool", 1),
-        ("just thinking", "no tool call", 0),
         (12345, "must be text", 0),
-        ((ZOOM, {"bbox": [0.5, 0.5, 0.4, 0.6], "target_image": 0}), "inverted", 1),
+        ((ZOOM, {"bbox": [0.9, 0.5, 0.1, 0.6], "target_image": 0}), "inverted", 1),
+        ((ZOOM, {"bbox": np.zeros(4), "target_image": float("inf")}), "whole number", 1),
+        ((ZOOM, np.zeros(4)), "a dict with 'bbox'", 1),
     ],
 )
 def test_bad_actions_give_error_observations_and_the_episode_goes_on(
@@ -142,25 +145,26 @@ def test_bad_actions_give_error_observations_and_the_episode_goes_on(
     assert message in info["last_error"] and info["num_errors"] == 1
     # every tool-call attempt counts for RaPR and the op penalty (the released code's rule); none succeeded
     assert info["num_tool_calls"] == tool_calls and info["num_ops"] == 0
-    assert obs["messages"][-1]["content"][0]["text"].startswith("Execution error:\n")
+    assert obs["messages"][-1]["content"][0]["text"] == f"\nExecution error:\n{info['last_error']}\n"
     _, reward, terminated, _, info = env.step((ANSWER, "B"))
     assert terminated and info["correctness"] == 1.0
     assert reward == pytest.approx(1.0)  # first episode of the question: RaPR >= H, one call is free
 
 
-def test_op_limit_and_turn_limit() -> None:
-    env = PixelVQAEnv(tasks=[image_task()], max_ops=2, max_turns=4)
+def test_legacy_op_limit_gives_an_error_and_the_turn_limit_ends() -> None:
+    env = PixelVQAEnv(tasks=[image_task()], max_ops=2, max_turns=4, end_at_limits=False, parser="lenient")
     env.reset(seed=0)
     env.step(crop([0.1, 0.1, 0.2, 0.2]))
     env.step(crop([0.1, 0.1, 0.2, 0.2]))
     _, _, _, truncated, info = env.step(crop([0.1, 0.1, 0.2, 0.2]))
     assert "limit of 2 tool calls" in info["last_error"] and not truncated
-    _, reward, terminated, truncated, info = env.step("hmm")
+    _, reward, terminated, truncated, info = env.step("hmm")  # the lenient parser: no answer, an error
     assert truncated and not terminated and info["correctness"] == 0.0 and info["answer"] == ""
+    assert info["end"] == "max_turns"
 
 
 def test_video_select_frames_returns_full_resolution_frames() -> None:
-    env = PixelVQAEnv(tasks=[video_task()])
+    env = PixelVQAEnv(tasks=[video_task()], budgets="compact")
     obs, _ = env.reset(seed=0)
     assert len(obs["images"]) == 16 and obs["images"][0].shape[0] * obs["images"][0].shape[1] <= 16 * 28 * 28
     obs, *_, info = env.step('<tool_call>{"name": "select_frames", "arguments": {"target_frames": [3, 9]}}</tool_call>')
@@ -178,9 +182,13 @@ def jpeg_file(path, size=(2246, 1582)) -> str:
 
 
 def test_jpeg_global_view_uses_draft_and_full_decode_is_cached(tmp_path) -> None:
-    env = PixelVQAEnv(tasks=[image_task(image=jpeg_file(tmp_path / "v.jpg"))])
+    env = PixelVQAEnv(tasks=[image_task(image=jpeg_file(tmp_path / "v.jpg"))], budgets="compact")
     obs, _ = env.reset(seed=0)
     assert env.episode._decoded == {}  # the global view came from a draft decode
+    env.step(crop([0.1, 0.1, 0.3, 0.3]))
+    assert env.episode._decoded == {}  # released crops cut the global view as kept: no full decode at all
+    env = PixelVQAEnv(tasks=[image_task(image=jpeg_file(tmp_path / "v.jpg"))], budgets="compact", crop_from="source")
+    env.reset(seed=0)
     env.step(crop([0.1, 0.1, 0.3, 0.3]))
     decoded = env.episode._decoded[0]
     assert decoded.size == (2246, 1582)
@@ -258,4 +266,4 @@ def test_executor_fuzz_never_crashes_the_episode(name: str, arguments: dict, box
         obs, reward, terminated, truncated, info = env.step(format_tool_call(name, args))
         assert not terminated and reward == 0.0
         last = obs["messages"][-1]["content"]
-        assert (info["last_error"] and last[0]["text"].startswith("Execution error:")) or last[-1]["type"] == "image"
+        assert (info["last_error"] and last[0]["text"].startswith("\nExecution error:")) or last[-1]["type"] == "image"

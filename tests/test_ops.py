@@ -51,25 +51,47 @@ def test_pixel_box_is_divided_by_size_then_padded() -> None:
     assert resolve_box([400, 320, 500, 400], (1000, 800)) == (300, 240, 600, 480)
 
 
+def test_a_value_of_one_makes_the_box_pixels_unless_the_old_rule_is_asked() -> None:
+    # released: normalized only if all four < 1. [0.5, 0.5, 1, 1] px of 1000x800: 0.0005 - 0.1 -> 0, 0.001 + 0.1
+    # -> 0.101 * 1000 = 101, 0.10125 * 800 = 81
+    assert resolve_box([0.5, 0.5, 1.0, 1.0], (1000, 800)) == (0, 0, 101, 81)
+    assert resolve_box([0.5, 0.5, 1.0, 1.0], (1000, 800), normalized_if="all_at_most_1") == (400, 320, 1000, 800)
+
+
 def test_explicit_pixel_convention_reads_small_values_as_pixels() -> None:
-    box = resolve_box([0, 0, 1, 1], (1000, 800), convention="pixels", padding=0.0, min_side=1)
-    assert box == (0, 0, 1, 1)
+    box = resolve_box([0, 0, 30, 30], (1000, 800), convention="pixels", padding=0.0)
+    assert box == (0, 0, 30, 30)
 
 
 def test_box_partly_outside_is_clamped() -> None:
     assert resolve_box([-50, -50, 200, 200], (1000, 800), padding=0.0) == (0, 0, 200, 200)
 
 
+def test_float_box_is_rounded_as_pil_rounds_it() -> None:
+    # 0.1234 + 0.1 padding on each side: x 0.0234 * 1000 = 23.4 -> 23, 0.2234 * 1000 = 223.4 -> 223;
+    # y 0.0234 * 800 = 18.72 -> 19, 0.2234 * 800 = 178.72 -> 179
+    assert resolve_box([0.1234, 0.1234, 0.1234, 0.1234], (1000, 800)) == (23, 19, 223, 179)
+
+
+def test_point_and_inverted_boxes_are_padded_not_refused_unless_asked() -> None:
+    assert resolve_box([0.5, 0.5, 0.5, 0.5], (1000, 800)) == (400, 320, 600, 480)
+    # inverted by 0.05: padded to [0.4, 0.4, 0.55, 0.7]
+    assert resolve_box([0.5, 0.5, 0.45, 0.6], (1000, 800)) == (400, 320, 550, 560)
+    for bbox in ([0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.45, 0.6]):
+        with pytest.raises(OpError, match="empty or inverted"):
+            resolve_box(bbox, (1000, 800), refuse_degenerate=True)
+
+
 @pytest.mark.parametrize(
     ("bbox", "message"),
     [
-        ([0.5, 0.5, 0.4, 0.6], "empty or inverted"),
-        ([0.2, 0.2, 0.2, 0.4], "empty or inverted"),
-        ([1200, 900, 1300, 1000], "outside"),
-        ([-300, -300, -100, -100], "outside"),
+        ([0.9, 0.5, 0.1, 0.6], "inverted even after padding"),
+        ([1200, 900, 1300, 1000], "too small: 0x0"),
+        ([-300, -300, -100, -100], "too small: 0x0"),
         ([0.1, 0.2, 0.3], "4 numbers"),
         ([0.1, float("nan"), 0.3, 0.4], "finite"),
         ([0.1, float("inf"), 0.3, 0.4], "finite"),
+        ([0.1, 10**400, 0.3, 0.4], "finite"),  # float(int) overflows (issue 11 item 2)
         (["a", 0, 1, 1], "numbers"),
         ("0,0,1,1", "list of 4 numbers"),
         ([True, 0, 1, 1], "numbers"),
@@ -80,9 +102,10 @@ def test_bad_boxes_raise_clear_errors(bbox: object, message: str) -> None:
         resolve_box(bbox, (1000, 800))  # type: ignore[arg-type]
 
 
-def test_too_small_crop_is_refused() -> None:
-    with pytest.raises(OpError, match="at least 28x28"):
-        resolve_box([10, 10, 20, 20], (1000, 800), padding=0.0)
+def test_crop_must_exceed_28_pixels_each_side() -> None:
+    assert resolve_box([10, 10, 39, 39], (1000, 800), padding=0.0) == (10, 10, 39, 39)  # 29x29: kept
+    with pytest.raises(OpError, match="too small: 28x28"):
+        resolve_box([10, 10, 38, 38], (1000, 800), padding=0.0)
 
 
 def test_zoom_enlarges_small_crop_into_budget_and_keeps_content() -> None:
@@ -109,16 +132,16 @@ def test_resolve_box_never_fails_other_than_op_error(bbox: list) -> None:
     except OpError:
         return
     assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
-    assert x2 - x1 >= 28 and y2 - y1 >= 28
+    assert x2 - x1 > 28 and y2 - y1 > 28
 
 
-def test_frame_indices_are_one_based_deduplicated_and_bounded() -> None:
-    assert validate_frame_indices([3, 1, 3, 16], 16) == [2, 0, 15]
+def test_frame_indices_are_one_based_duplicates_kept_and_bounded() -> None:
+    assert validate_frame_indices([3, 1, 3, 16], 16) == [2, 0, 2, 15]  # the released tool keeps duplicates
     with pytest.raises(OpError, match="out of range"):
         validate_frame_indices([0], 16)
     with pytest.raises(OpError, match="out of range"):
         validate_frame_indices([17], 16)
-    with pytest.raises(OpError, match="at most 8"):
+    with pytest.raises(OpError, match="no more than 8 frames"):
         validate_frame_indices(list(range(1, 10)), 16)
     with pytest.raises(OpError, match="empty"):
         validate_frame_indices([], 16)
