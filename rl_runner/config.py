@@ -172,9 +172,11 @@ def field_default(item: dataclasses.Field) -> Any:
 
 
 def check_model_path(flag: str, value: str) -> None:
-    """A value written as a path (starting with '/', '.' or '~', or with more than one '/') must be a folder; a
-    hub id ("Org/Name") is left to the hub."""
-    looks_local = value.startswith(("/", ".", "~")) or value.count("/") > 1
+    """A value written as a path (starting with '/', '.' or '~', with more than one '/', or inside an existing local
+    folder) must be a folder; a hub id ("Org/Name") is left to the hub."""
+    looks_local = value.startswith(("/", ".", "~")) or value.count("/") > 1 or (
+        "/" in value and Path(value).parent.is_dir()
+    )
     if value and looks_local and not Path(value).expanduser().is_dir():
         raise ValueError(f"{flag} {value}: no such model directory")
 

@@ -68,11 +68,15 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
         load_config(["--config", str(tmp_path / "missing.yaml")])
 
 
-def test_a_missing_local_model_folder_says_so(tmp_path: Path) -> None:
+def test_a_missing_local_model_folder_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     for flag, value in (("--model", str(tmp_path / "nope")), ("--init-from", "./runs/x/checkpoints/sft"),
                         ("--model", "~/no-such-model-here")):
         with pytest.raises(ValueError, match=f"{flag} .*: no such model directory"):
             load_config([flag, value])
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match="--model runs/nope: no such model directory"):  # inside a local folder
+        load_config(["--model", "runs/nope"])
     (tmp_path / "model").mkdir()
     assert load_config(["--model", str(tmp_path / "model")]).model == str(tmp_path / "model")
     assert load_config(["--model", "Qwen/Qwen2.5-VL-3B-Instruct"]).model == "Qwen/Qwen2.5-VL-3B-Instruct"  # a hub id
