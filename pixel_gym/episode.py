@@ -16,7 +16,15 @@ from PIL import Image
 
 from pixel_gym import prompts
 from pixel_gym.budgets import Budgets
-from pixel_gym.ops import OpError, PixelBox, PixelBudget, fit_to_budget, sample_frame_indices, smart_resize
+from pixel_gym.ops import (
+    OpError,
+    PixelBox,
+    PixelBudget,
+    fit_to_budget,
+    sample_frame_indices,
+    short_repr,
+    smart_resize,
+)
 from pixel_gym.tasks import ImageRef, Task
 
 
@@ -109,7 +117,8 @@ class Episode:
         picture (so after a first selection of k frames, 1..k are those frames, as its result text says)."""
         if not self.task.is_video:
             if not 1 <= number <= len(self.views):
-                raise OpError(f"target_image {number} does not exist: images are numbered 1 to {len(self.views)}")
+                raise OpError(f"target_image {short_repr(number)} does not exist: images are numbered 1 to "
+                              f"{len(self.views)}")
             return self.views[number - 1]
         added = self.added_views
         candidates = added or self.views
