@@ -1,9 +1,13 @@
 """Rewards: answer metrics and the curiosity-driven shaping of Pixel Reasoner.
 
-Shaped reward (paper, Sec. 4): r' = r + alpha * 1[RaPR(q) < H and the rollout used a pixel op]
-                                       + beta * min(N - n_ops, 0)
-with alpha 0.5, beta 0.05, H 0.3, N 1 (`CuriosityConfig` defaults). RaPR(q) is the share of the question's group
-of rollouts that used at least one pixel operation.
+Answer metrics live in `METRIC_SCORERS` (a task's `metric` names its entry): "choice", "count", "anls", "exact"
+and "pixel_reasoner", the released code's correctness rule (`pixel_gym.scores`).
+
+Shaped reward (paper, Sec. 4; the same lab's verl port, TIGER-AI-Lab/verl-tool, implements the same hinge):
+    r' = r + alpha * max(H - RaPR(q), 0) * 1[the rollout called a tool] + beta * min(N - n_calls, 0)
+with alpha 0.5, beta 0.05, H 0.3, N 1 (`CuriosityConfig` defaults, `form="paper"`). RaPR(q) is the share of the
+question's group of rollouts with at least one tool call. `form="step"` keeps an earlier reading of the bonus as a
+step, alpha * 1[RaPR(q) < H] for rollouts that called a tool.
 
 The released training code (TIGER-AI-Lab/Pixel-Reasoner, curiosity_driven_rl/openrlhf/trainer/ppo_utils/
 experience_maker.py, `_generate_vllm`) shapes differently, and `form="reference_code"` reproduces it: for a
@@ -15,11 +19,12 @@ from __future__ import annotations
 
 import re
 import string
-from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from pixel_gym.scores import pixel_reasoner_score
 from pixel_gym.tasks import Task, choice_letters
 
 ANLS_TAU = 0.5
@@ -112,20 +117,26 @@ def choice_match(prediction: str, golds: Sequence[str], choices: Sequence[str]) 
     return float(letter is not None and letter in gold_letters)
 
 
+# A metric: (final answer, task) -> correctness in [0, 1]. A new metric is one entry here (and its name in
+# `pixel_gym.tasks.METRICS`, which validates tasks without importing this module).
+METRIC_SCORERS: dict[str, Callable[[str, Task], float]] = {
+    "choice": lambda prediction, task: choice_match(prediction, task.answers, task.choices),
+    "count": lambda prediction, task: count_match(prediction, task.answers),
+    "anls": lambda prediction, task: anls(prediction, task.answers),
+    "exact": lambda prediction, task: exact_match(prediction, task.answers),
+    "pixel_reasoner": lambda prediction, task: pixel_reasoner_score(prediction, task.answers),
+}
+
+
 def score_answer(prediction: str, task: Task) -> float:
     """Correctness in [0, 1] of a final answer under the task's metric."""
-    if task.metric == "choice":
-        return choice_match(prediction, task.answers, task.choices)
-    if task.metric == "count":
-        return count_match(prediction, task.answers)
-    if task.metric == "anls":
-        return anls(prediction, task.answers)
-    return exact_match(prediction, task.answers)
+    return METRIC_SCORERS[task.metric](prediction, task)
 
 
 # --------------------------------------------------------------------------------------------- curiosity
 
-ShapingForm = Literal["paper", "reference_code"]
+ShapingForm = Literal["paper", "step", "reference_code"]
+SHAPING_FORMS: tuple[str, ...] = ("paper", "step", "reference_code")
 REFERENCE_CODE_SCALE = 0.25  # the released code's bonus scale (replaces alpha in that form)
 
 
@@ -133,15 +144,15 @@ REFERENCE_CODE_SCALE = 0.25  # the released code's bonus scale (replaces alpha i
 class CuriosityConfig:
     """Coefficients of the curiosity bonus and the operation-count penalty (paper defaults)."""
 
-    alpha: float = 0.5  # bonus for using a pixel op while RaPR < H
+    alpha: float = 0.5  # scale of the bonus for calling a tool while RaPR < H
     beta: float = 0.05  # penalty per op beyond N
     threshold: float = 0.3  # H, the target rate of pixel-space reasoning
     free_ops: int = 1  # N, ops allowed before the penalty
     form: ShapingForm = "paper"
 
     def __post_init__(self) -> None:
-        if self.form not in ("paper", "reference_code"):
-            raise ValueError(f"unknown shaping form {self.form!r}; use 'paper' or 'reference_code'")
+        if self.form not in SHAPING_FORMS:
+            raise ValueError(f"unknown shaping form {self.form!r}; use one of {', '.join(SHAPING_FORMS)}")
 
 
 NO_CURIOSITY = CuriosityConfig(alpha=0.0, beta=0.0)
@@ -164,9 +175,12 @@ def rapr(used_op: Sequence[bool]) -> float:
 
 
 def curiosity_bonus(n_ops: int, rate: float, config: CuriosityConfig, is_video: bool = False) -> float:
+    """The bonus of a rollout with `n_ops` tool calls in a group of RaPR `rate`, under `config.form`."""
     if n_ops <= 0:
         return 0.0
     if config.form == "paper":
+        return config.alpha * max(config.threshold - rate, 0.0)
+    if config.form == "step":
         return config.alpha if rate < config.threshold else 0.0
     if rate <= 0.0:
         return 0.0
@@ -217,10 +231,10 @@ class RunningRaPR:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
-        self._history: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=self.window))
+        self._history: dict[str, deque[bool]] = {}  # a plain dict (no lambda factory), so that envs pickle
 
     def update(self, question_id: str, used_op: bool) -> float:
-        history = self._history[question_id]
+        history = self._history.setdefault(question_id, deque(maxlen=self.window))
         history.append(bool(used_op))
         return rapr(list(history))
 

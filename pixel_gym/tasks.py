@@ -13,8 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-Metric = Literal["choice", "count", "anls", "exact"]
-METRICS: tuple[str, ...] = ("choice", "count", "anls", "exact")
+Metric = Literal["choice", "count", "anls", "exact", "pixel_reasoner"]
+METRICS: tuple[str, ...] = ("choice", "count", "anls", "exact", "pixel_reasoner")  # scored by reward.METRIC_SCORERS
 
 # Images larger than this many pixels are refused before decoding (PIL's own bomb guard is 2x its limit).
 MAX_IMAGE_PIXELS = 64_000_000

@@ -14,10 +14,11 @@ from PIL import Image
 
 from agents.scripted import OracleAgent
 from pixel_gym.datasets import DATASETS, DatasetError, benchmark_score, hub, load_tasks
-from pixel_gym.datasets.metrics import infovqa_anls, mvbench_match, reference_match
+from pixel_gym.datasets.metrics import infovqa_anls, mvbench_match
 from pixel_gym.datasets.video import decode_segments, segment_indices
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.reward import NO_CURIOSITY, anls
+from pixel_gym.scores import pixel_reasoner_score
 from pixel_gym.tasks import Box, ImageLoadError
 
 
@@ -228,7 +229,7 @@ def test_pixelreasoner_rl_parquet(release: Path) -> None:
     assert [t.id for t in tasks] == ["pixelreasoner/release/q0", "pixelreasoner/release/q1",
                                      "pixelreasoner/release/q2"]  # the text-only row is skipped
     single, pair, video = tasks
-    assert single.answers == ("stop",) and len(single.images) == 1 and single.metric == "exact"
+    assert single.answers == ("stop",) and len(single.images) == 1 and single.metric == "pixel_reasoner"
     assert pair.answers == ("left", "the left one") and len(pair.images) == 2
     assert video.is_video and len(video.video) == 4 and video.category == "video"
     assert [Path(str(f.source)).name for f in video.video] == [f"frame_{i}.jpg" for i in range(4)]
@@ -414,10 +415,10 @@ def test_mvbench_check_ans() -> None:
     assert mvbench_match(")", "A") == 0.0 and mvbench_match("", "A") == 0.0
 
 
-def test_reference_match_and_benchmark_scores(tallyqa: Path, vstar: Path, infovqa: Path, mvbench: Path) -> None:
-    assert reference_match(" Red ", ["red"]) == 1.0
-    assert reference_match("3.0", ["3"]) == 1.0
-    assert reference_match("three", ["3"]) == 0.0
+def test_released_rule_and_benchmark_scores(tallyqa: Path, vstar: Path, infovqa: Path, mvbench: Path) -> None:
+    assert pixel_reasoner_score(" Red ", ["red"]) == 1.0
+    assert pixel_reasoner_score("3.0", ["3"]) == 1.0
+    assert pixel_reasoner_score("three", ["3"]) == 0.0
     simple, complex_task = load_tasks("tallyqa", tallyqa)
     assert benchmark_score("There are 2 people.", simple) == 1.0
     assert benchmark_score("zero", complex_task) == 1.0 and benchmark_score("1", complex_task) == 0.0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -65,14 +68,30 @@ def test_score_answer_dispatches_on_metric() -> None:
     assert score_answer("1,250", doc) == 1.0
 
 
-def test_paper_shaping_on_a_hand_made_group() -> None:
-    config = CuriosityConfig()  # alpha 0.5, beta 0.05, H 0.3, N 1
-    # 8 rollouts, 2 used ops (RaPR 0.25 < 0.3): users get +0.5; the one with 3 ops pays 0.05 * 2
+def test_paper_hinge_on_hand_made_groups() -> None:
+    config = CuriosityConfig()  # the paper's hinge: alpha 0.5, beta 0.05, H 0.3, N 1
+    assert config.form == "paper"
+    # 8 rollouts, 2 called a tool (RaPR 0.25): callers get 0.5 * (0.3 - 0.25) = 0.025; 3 calls pay 0.05 * (1 - 3)
     parts = shape_group([1, 0, 1, 1, 0, 0, 1, 0], [1, 3, 0, 0, 0, 0, 0, 0], config)
-    assert [round(p.total, 3) for p in parts] == [1.5, 0.4, 1, 1, 0, 0, 1, 0]
-    # RaPR 0.375 >= H: no bonus, the penalty stays
+    assert [p.curiosity for p in parts] == pytest.approx([0.025, 0.025, 0, 0, 0, 0, 0, 0])
+    assert [p.total for p in parts] == pytest.approx([1.025, -0.075, 1, 1, 0, 0, 1, 0])
+    # 1 of 8 (RaPR 0.125): 0.5 * 0.175 = 0.0875, the hinge grows as RaPR falls
+    parts = shape_group([0, 1, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0], config)
+    assert [p.total for p in parts] == pytest.approx([0.0875, 1, 0, 0, 0, 0, 0, 0])
+    # RaPR 0.375 >= H: no bonus, the penalty stays (3 calls: -0.1, 2 calls: -0.05)
     parts = shape_group([1, 0, 1, 0, 0, 0, 0, 0], [1, 3, 2, 0, 0, 0, 0, 0], config)
-    assert [round(p.total, 3) for p in parts] == [1, -0.1, 0.95, 0, 0, 0, 0, 0]
+    assert [p.total for p in parts] == pytest.approx([1, -0.1, 0.95, 0, 0, 0, 0, 0])
+    # every rollout called (RaPR 1): no bonus at all
+    assert [p.curiosity for p in shape_group([1, 0], [1, 1], config)] == [0.0, 0.0]
+
+
+def test_step_form_keeps_the_indicator_bonus() -> None:
+    config = CuriosityConfig(form="step")
+    # RaPR 0.25 < 0.3: every caller gets the full alpha 0.5, whatever the distance to H
+    parts = shape_group([1, 0, 1, 1, 0, 0, 1, 0], [1, 3, 0, 0, 0, 0, 0, 0], config)
+    assert [p.total for p in parts] == pytest.approx([1.5, 0.4, 1, 1, 0, 0, 1, 0])
+    parts = shape_group([1, 0, 1, 0, 0, 0, 0, 0], [1, 3, 2, 0, 0, 0, 0, 0], config)  # RaPR 0.375: none
+    assert [p.total for p in parts] == pytest.approx([1, -0.1, 0.95, 0, 0, 0, 0, 0])
 
 
 def test_reference_code_shaping_matches_released_formula() -> None:
@@ -101,5 +120,19 @@ def test_running_rapr_window() -> None:
 
 
 def test_invalid_config() -> None:
-    with pytest.raises(ValueError, match="shaping form"):
+    with pytest.raises(ValueError, match="shaping form 'other'; use one of paper, step, reference_code"):
         CuriosityConfig(form="other")  # type: ignore[arg-type]
+
+
+def test_running_rapr_and_the_env_pickle() -> None:
+    running = RunningRaPR(window=2)
+    running.update("q", True)
+    copy = pickle.loads(pickle.dumps(running))
+    assert copy.update("q", False) == 0.5 and copy.update("q", False) == 0.0  # window 2 survives the round trip
+    env = gym.make("PixelVQA-v0")
+    env.reset(seed=0)
+    restored = pickle.loads(pickle.dumps(env))
+    assert restored.unwrapped.running_rapr.window == env.unwrapped.running_rapr.window
+    (observation, info), (expected, expected_info) = restored.reset(seed=3), env.reset(seed=3)
+    assert info["task_id"] == expected_info["task_id"]
+    assert np.array_equal(observation["images"][0], expected["images"][0])

@@ -331,9 +331,9 @@ def test_estimator_adds_the_group_curiosity_terms(verl_config: Any) -> None:
     }
     with sample_fields(fields):
         advantages = compute_advantage(data, adv_estimator=ESTIMATOR, config=verl_config.algorithm).batch["advantages"]
-    # group a: RaPR 1/4 < 0.3 -> rollout 0 gets +0.5; shaped [1.5, 0, 0, 0], mean 0.375
+    # group a: RaPR 1/4 -> rollout 0 gets the hinge 0.5 * (0.3 - 0.25) = 0.025; shaped [1.025, 0, 0, 0], mean 0.25625
     # group b: RaPR 1/2 -> no bonus; rollout 4 made 3 tool calls -> -0.1; shaped [0.9, 1.0], mean 0.95
-    expected = torch.tensor([1.125, -0.375, -0.375, -0.375, -0.05, 0.05])
+    expected = torch.tensor([0.76875, -0.25625, -0.25625, -0.25625, -0.05, 0.05])
     assert torch.allclose(advantages[:, 0], expected) and advantages[2, 3:].abs().sum() == 0
     config = OmegaConf.create(
         {**OmegaConf.to_container(verl_config.algorithm), "curiosity": {"form": "reference_code"}}

@@ -8,9 +8,10 @@
   letter scores 0 (the "model doesn't follow instructions" guard of the later versions of that script).
 - V* Bench: option letter ("B", "(B)", "B. text") or the option's text (`reward.choice_match`).
 - TallyQA: exact integer (`reward.count_match`).
-- The paper's own data (`pixelreasoner`): the released code's rule, lowercased exact match of the answer, with
-  equal numbers also accepted (the code's math_verify check, reduced to numbers).
-Everything else falls back to `reward.score_answer`. An empty prediction scores 0 everywhere.
+- The paper's own data (`pixelreasoner`, `pixelreasoner_sft`): the released rule, its tasks' metric
+  "pixel_reasoner" (`pixel_gym.scores`).
+Everything else falls back to `reward.score_answer` (the task's metric). An empty prediction scores 0 everywhere.
+`released_score` scores any task with the released rule, the number to set beside the paper's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from pixel_gym.reward import ANLS_TAU, levenshtein, score_answer
+from pixel_gym.scores import pixel_reasoner_score
 from pixel_gym.tasks import Task
 
 OPTION_LETTERS = "abcdefgh"
@@ -44,17 +46,9 @@ def mvbench_match(prediction: str, gold_letter: str) -> float:
     return float(pred_option.replace(".", "") in gold_option or gold_option in pred_option)
 
 
-def reference_match(prediction: str, golds: Sequence[str]) -> float:
-    """The released code's correctness: lowercased exact match, or the same number."""
-    pred = prediction.strip().lower()
-    return float(any(pred == gold.strip().lower() or _same_number(pred, gold) for gold in golds))
-
-
 SCORERS: dict[str, Callable[[str, Task], float]] = {
     "infovqa": lambda prediction, task: infovqa_anls(prediction, task.answers),
     "mvbench": lambda prediction, task: mvbench_match(prediction, task.answers[0]),
-    "pixelreasoner": lambda prediction, task: reference_match(prediction, task.answers),
-    "pixelreasoner_sft": lambda prediction, task: reference_match(prediction, task.answers),
 }
 
 
@@ -65,12 +59,10 @@ def benchmark_score(prediction: str, task: Task) -> float:
     return SCORERS.get(task.source, score_answer)(prediction, task)
 
 
+def released_score(prediction: str, task: Task) -> float:
+    """A final answer's score under the released evaluation's one rule for every benchmark (`pixel_reasoner`)."""
+    return pixel_reasoner_score(prediction, task.answers)
+
+
 def _collapse(text: str) -> str:
     return " ".join(text.strip().lower().split())
-
-
-def _same_number(a: str, b: str) -> bool:
-    try:
-        return float(a.replace(",", "")) == float(b.strip().replace(",", ""))
-    except ValueError:
-        return False

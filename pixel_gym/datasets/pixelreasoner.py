@@ -4,7 +4,8 @@ RL (`TIGER-Lab/PixelReasoner-RL-Data`) and the evaluation sets (`JasperHaozhe/VS
 `MVBench-EvalData-PixelReasoner`, ...): a parquet file at the root (`release.parquet`, or `<benchmark>.parquet`)
 with columns `question`, `image` (list of paths relative to the root, from images.zip / videos.zip), `is_video`
 (the paths are the frames of a video; a path may also name a folder of extracted frames), `answer` (list) and
-`qid`; the split is the parquet file's stem. Rows without any image (text-only) are skipped.
+`qid`; the split is the parquet file's stem. Rows without any image (text-only) are skipped. Tasks of both kinds are
+scored with the released rule (metric "pixel_reasoner", `pixel_gym.scores`), the reward the paper trains on.
 
 SFT (`TIGER-Lab/PixelReasoner-SFT-Data`): a json list of {"message_list": Qwen-format chat, ...}; the question and
 its images come from the first user turn (image paths relative to the root), the answer from the record's
@@ -58,7 +59,7 @@ def load_pixelreasoner(root: Path, split: str | None) -> Iterator[Task]:
         is_video = bool(record.get("is_video", False))
         refs = tuple(ref for relative in paths for ref in _images_at(root, relative, task_id))
         yield make_task(where, id=task_id, question=field(record, "question", str, where),
-                        answers=tuple(_answers(record["answer"], where)), metric="exact",
+                        answers=tuple(_answers(record["answer"], where)), metric="pixel_reasoner",
                         images=() if is_video else refs, video=refs if is_video else (),
                         category="video" if is_video else "image", source="pixelreasoner",
                         annotations={"qid": str(record["qid"])})
@@ -91,7 +92,8 @@ def load_pixelreasoner_sft(root: Path, split: str | None) -> Iterator[Task]:
             raise DatasetError(f"{where}: no `answer` field and no \\boxed{{}} answer in the final assistant turn")
         yield make_task(where, id=task_id, question="\n".join(texts).strip(),
                         answers=tuple(_answers(answer, where)),
-                        metric="exact", images=tuple(images), video=tuple(frames), source="pixelreasoner_sft",
+                        metric="pixel_reasoner", images=tuple(images), video=tuple(frames),
+                        source="pixelreasoner_sft",
                         category="video" if frames else "image", annotations={"qid": str(record.get("qid", ""))})
 
 
