@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -241,6 +242,73 @@ def test_pixelreasoner_sft_json(sft: Path) -> None:
     assert task.annotations["qid"] == "x1" and len(task.images) == 1
 
 
+def test_mvbench_without_some_videos_loads_the_rest_and_reports_the_skipped(mvbench: Path, caplog) -> None:
+    """The hub copy lacks video/nturgbd/ (its zip was deleted upstream): those questions are skipped, counted."""
+    write_json(mvbench / "json" / "fine_grained_pose.json", [
+        {"video": f"S001C001P001R001A0{k}_rgb.avi", "question": "What is the pose?", "candidates": ["sit", "stand"],
+         "answer": "sit"} for k in (10, 11)])
+    records = json.loads((mvbench / "json" / "action_sequence.json").read_text())
+    records.append({**records[0], "start": 5.0, "end": 2.0})  # start after end: one frame 16 times otherwise
+    write_json(mvbench / "json" / "action_sequence.json", records)
+    with caplog.at_level("WARNING", logger="pixel_gym.datasets"):
+        tasks = load_tasks("mvbench", mvbench)
+    assert [t.id for t in tasks] == ["mvbench/action_antonym/0", "mvbench/action_sequence/0",
+                                     "mvbench/episodic_reasoning/0"]
+    assert [s.task_id for s in tasks.skipped] == ["mvbench/action_sequence/1", "mvbench/fine_grained_pose/0",
+                                                  "mvbench/fine_grained_pose/1"]
+    assert tasks.skip_counts() == {"action_sequence": 1, "fine_grained_pose": 2}
+    assert tasks.skipped[0].reason == "start 5 s is after end 2 s"
+    assert tasks.skipped[1].reason.startswith("video not found: ") and "nturgbd" in tasks.skipped[1].reason
+    summary = tasks.skip_summary()
+    assert summary.startswith("skipped 3 of 6 records: action_sequence 1 (mvbench/action_sequence/1: start 5 s")
+    assert "; fine_grained_pose 2 (mvbench/fine_grained_pose/0: video not found" in summary
+    assert caplog.messages == [f"mvbench: {summary}"]
+    assert load_tasks("mvbench", mvbench, limit=1).skipped == ()  # only the records read are looked at
+    for video in (mvbench / "video").rglob("*.mp4"):
+        video.unlink()
+    shutil.rmtree(mvbench / "video" / "tvqa")
+    with pytest.raises(DatasetError, match="mvbench: no usable record in .*skipped 6 of 6 records"):
+        load_tasks("mvbench", mvbench)
+
+
+def test_infovqa_questions_unpacked_into_their_folder(infovqa: Path) -> None:
+    """infographicsvqa_qas.zip unpacks to infographicsvqa_qas/*.json; those files load like root ones."""
+    (infovqa / "infographicsvqa_qas").mkdir()
+    moved = infovqa / "infographicsvqa_qas" / "infographicsVQA_val_v1.0_withQT.json"
+    (infovqa / "infographicsVQA_val_v1.0_withQT.json").rename(moved)
+    (task,) = load_tasks("infovqa", infovqa)
+    assert task.id == "infovqa/val/98313" and task.answers == ("1995", "in 1995")
+    assert task.images[0].size() == (120, 400)
+    write_json(infovqa / "infographicsVQA_val_v1.0.json", {"data": []})  # a second val file: ambiguous
+    with pytest.raises(DatasetError, match=r"found infographicsVQA_val_v1\.0\.json, infographicsvqa_qas/"):
+        load_tasks("infovqa", infovqa)
+
+
+def test_sft_parts_without_type_and_paths_from_the_root(sft: Path) -> None:
+    """Qwen's tools read {"image": ...} without "type"; "/images/x.jpg" means <root>/images/x.jpg."""
+    for i in range(3):
+        write_image(sft / "videos" / "v" / f"{i}.jpg", (32, 32), 40 * i)
+    user = {"role": "user", "content": [{"image": "/images/x.jpg"}, {"image": str(sft / "images" / "x.jpg")},
+                                        {"text": "What is on the plate?"}]}
+    answer = {"role": "assistant", "content": [{"text": "\\boxed{an apple}"}]}
+    clip = {"role": "user", "content": [{"video": ["/videos/v/0.jpg", "videos/v/2.jpg"]}, {"text": "What moves?"}]}
+    write_json(sft / "sft_data.json", [{"message_list": [user, answer]}, {"message_list": [clip, answer]}])
+    task, video = load_tasks("pixelreasoner_sft", sft)
+    assert task.question == "What is on the plate?" and task.answers == ("an apple",)
+    assert [str(image.source) for image in task.images] == [str((sft / "images" / "x.jpg").absolute())] * 2
+    assert video.question == "What moves?" and video.is_video
+    assert [Path(str(frame.source)).name for frame in video.video] == ["0.jpg", "2.jpg"]
+    write_image(sft.parent / "outside.jpg")
+    for image, message in [("/../outside.jpg", "escapes the dataset root"),
+                           ("/images/../../x.jpg", "escapes the dataset root"),
+                           ("/etc/hostname", rf"image not found: {sft.absolute()}/etc/hostname"),
+                           ("/", "the record's image path '' is empty")]:
+        user["content"][0] = {"image": image}
+        write_json(sft / "sft_data.json", [{"message_list": [user, answer]}])
+        with pytest.raises(DatasetError, match=rf"sft_data\.json\[0\]: .*{message}"):
+            load_tasks("pixelreasoner_sft", sft)
+
+
 def test_limit_and_registry(tallyqa: Path) -> None:
     assert len(load_tasks("tallyqa", tallyqa, limit=1)) == 1
     assert load_tasks("tallyqa", tallyqa, limit=0) == []
@@ -292,16 +360,48 @@ def test_escapes_refused_in_every_layout(vstar: Path, release: Path, mvbench: Pa
         load_tasks("mvbench", mvbench)
 
 
-def test_missing_images_name_the_task(tallyqa: Path, infovqa: Path, mvbench: Path) -> None:
+def test_text_that_is_not_utf8_names_the_file_and_line(vstar: Path, tallyqa: Path) -> None:
+    lines = (vstar / "test_questions.jsonl").read_bytes().splitlines(keepends=True)
+    (vstar / "test_questions.jsonl").write_bytes(lines[0] + lines[1].replace(b"left", "l\xe9ft".encode("latin-1")))
+    with pytest.raises(DatasetError, match=r"test_questions\.jsonl:2: test_questions\.jsonl is not UTF-8 text "
+                                           r"\(invalid continuation byte at byte \d+ of line 2\)"):
+        load_tasks("vstar", vstar)
+    (vstar / "test_questions.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(lines))  # a UTF-8 BOM is fine
+    assert len(load_tasks("vstar", vstar)) == 2
+    (tallyqa / "test.json").write_bytes(b'[{"question": "\xff"}]')
+    with pytest.raises(DatasetError, match=r"test\.json is not UTF-8 text \(invalid start byte at byte 15\)"):
+        load_tasks("tallyqa", tallyqa)
+
+
+@pytest.mark.parametrize("image", ["", ".", " ", "direct_attributes/.."])
+def test_empty_image_paths_are_named(vstar: Path, tallyqa: Path, image: str) -> None:
+    rows = [json.loads(line) for line in (vstar / "test_questions.jsonl").read_text().splitlines()]
+    (vstar / "test_questions.jsonl").write_text(json.dumps({**rows[0], "image": image}))
+    with pytest.raises(DatasetError, match=rf"test_questions\.jsonl:1: the record's image path '{image}' is empty"):
+        load_tasks("vstar", vstar)
+    write_json(tallyqa / "test.json", [{"image": image, "question": "How many?", "answer": 1, "question_id": 7}])
+    with pytest.raises(DatasetError, match=rf"test\.json\[0\]: the record's image path '{image}' is empty"):
+        load_tasks("tallyqa", tallyqa)
+
+
+@pytest.mark.parametrize("image", ["../../x.jpg", "/etc/hostname.jpg", "direct_attributes/../../x.jpg"])
+def test_escaping_image_paths_are_reported_at_their_own_line(vstar: Path, image: str) -> None:
+    """Not under the name of the json sidecar derived from them ("x.json"), but the record's file and line."""
+    rows = [json.loads(line) for line in (vstar / "test_questions.jsonl").read_text().splitlines()]
+    rows[1]["image"] = image
+    (vstar / "test_questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(DatasetError, match=rf"test_questions\.jsonl:2: task vstar/1: path '{image}' escapes the "
+                                           r"dataset root"):
+        load_tasks("vstar", vstar)
+
+
+def test_missing_images_name_the_task(tallyqa: Path, infovqa: Path) -> None:
     (tallyqa / "VG_100K_2" / "2350.jpg").unlink()
     with pytest.raises(DatasetError, match="task tallyqa/test/12: image not found: .*2350.jpg"):
         load_tasks("tallyqa", tallyqa)
     (infovqa / "infographicsvqa_images" / "37313.jpeg").unlink()
     with pytest.raises(DatasetError, match="task infovqa/val/98313: image '37313.jpeg' not found"):
         load_tasks("infovqa", infovqa)
-    (mvbench / "video" / "star" / "Charades_v1_480" / "6H78U.mp4").unlink()
-    with pytest.raises(DatasetError, match="task mvbench/action_sequence/0: video not found"):
-        load_tasks("mvbench", mvbench)
 
 
 def test_corrupt_files_fail_when_opened_naming_the_task(tallyqa: Path, mvbench: Path) -> None:
@@ -413,6 +513,11 @@ def test_mvbench_check_ans() -> None:
     assert mvbench_match("Answer: A", "A") == 0.0  # the first token must be the option
     assert mvbench_match("a man", "A") == 1.0  # the official check's known leniency
     assert mvbench_match(")", "A") == 0.0 and mvbench_match("", "A") == 0.0
+    # the whole prediction is split at spaces only, as the official code does: "a\nthe" is the first token
+    assert mvbench_match("A\nThe man runs.", "A") == 0.0
+    assert mvbench_match("(A)\nThe man runs.", "A") == 1.0  # "(a)" is inside the token "(a)\nthe"
+    assert mvbench_match("  A", "A") == 1.0  # the prediction is stripped first (the official outputs are)
+    assert mvbench_match("h", "H") == 0.0  # no letter a-g: "the model doesn't follow instructions"
 
 
 def test_released_rule_and_benchmark_scores(tallyqa: Path, vstar: Path, infovqa: Path, mvbench: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,24 @@ def resolve_inside(root: Path, relative: str | os.PathLike, owner: str) -> Path:
     return path
 
 
-def image_file(root: Path, relative: str | os.PathLike, task_id: str) -> ImageRef:
-    """A lazy reference to an image file under `root`, which must exist (decoding waits until it is shown)."""
-    path = resolve_inside(root, relative, f"task {task_id}")
+def nonempty_path(value: str, where: str, what: str = "image") -> str:
+    """`value`, refused when it names no file at all ("", ".", "a/..": the dataset root itself)."""
+    if not value.strip() or os.path.normpath(value) == ".":
+        raise DatasetError(f"{where}: the record's {what} path {value!r} is empty")
+    return value
+
+
+def record_path(record: Any, key: str, where: str) -> str:
+    """The file path in `record[key]` (text, not empty)."""
+    return nonempty_path(field(record, key, str, where), where, key)
+
+
+def image_file(root: Path, relative: str | os.PathLike, task_id: str, where: str) -> ImageRef:
+    """A lazy reference to an image file under `root`, which must exist (decoding waits until it is shown).
+    Errors name the record's place `where` (file and line or index) and the task."""
+    path = resolve_inside(root, relative, f"{where}: task {task_id}")
     if not path.is_file():
-        raise DatasetError(f"task {task_id}: image not found: {path}")
+        raise DatasetError(f"{where}: task {task_id}: image not found: {path}")
     return ImageRef(str(path), name=f"{path} (task {task_id})")
 
 
@@ -55,17 +70,24 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise DatasetError(f"missing file: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
         raise DatasetError(f"{path} is not valid JSON: {error}") from error
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
     """(location, record) for each non-empty line of a JSON-lines file."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DatasetError(f"{where}: {path.name} is not UTF-8 text ({error.reason} at byte "
+                                   f"{error.start} of line {number})") from error
             if line.strip():
-                where = f"{path}:{number}"
                 try:
                     yield where, json.loads(line)
                 except json.JSONDecodeError as error:
@@ -138,3 +160,35 @@ def make_task(where: str, **fields: Any) -> Task:
         return Task(**fields)
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{where}: {error}") from error
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record a loader left out because what it needs is missing from the download or unusable."""
+
+    task_id: str
+    category: str
+    reason: str
+
+
+class LoadedTasks(list[Task]):
+    """The tasks of a dataset (a plain list of `Task`s) and the records left out, `skipped`, with the reasons."""
+
+    def __init__(self, tasks: Iterable[Task] = (), skipped: Iterable[Skipped] = ()) -> None:
+        super().__init__(tasks)
+        self.skipped: tuple[Skipped, ...] = tuple(skipped)
+
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped records per category (an MVBench task, say), in the order first met."""
+        return dict(Counter(s.category for s in self.skipped))
+
+    def skip_summary(self) -> str:
+        """One line: how many records were skipped of how many read, per category with its first reason."""
+        if not self.skipped:
+            return "no record skipped"
+        first = {}
+        for skipped in self.skipped:
+            first.setdefault(skipped.category, skipped)
+        parts = [f"{category} {count} ({first[category].task_id}: {first[category].reason})"
+                 for category, count in self.skip_counts().items()]
+        return f"skipped {len(self.skipped)} of {len(self.skipped) + len(self)} records: {'; '.join(parts)}"

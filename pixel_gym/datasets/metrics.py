@@ -3,9 +3,10 @@
 - InfographicsVQA: ANLS of the RRC/DocVQA evaluation script (`infographicsvqa_eval.py`): edit distance between
   the stripped, lowercased, whitespace-collapsed strings, divided by the longer of the two *raw* strings'
   lengths; best over the gold answers; 0 below tau = 0.5.
-- MVBench: `check_ans` of MVBench's evaluation: the first space-separated token of the prediction (lowercased,
-  dots removed) must be contained in the gold option token "(a)", or contain it; a token without any option
-  letter scores 0 (the "model doesn't follow instructions" guard of the later versions of that script).
+- MVBench: `check_ans` of MVBench's evaluation: the first token of the whole stripped prediction, split at
+  single spaces only ("A\nbecause" is one token), lowercased and without dots, must be contained in the gold
+  option token "(a)", or contain it; a token without any of the letters a-g scores 0 (the "model doesn't follow
+  instructions" guard of the later versions of that script).
 - V* Bench: option letter ("B", "(B)", "B. text") or the option's text (`reward.choice_match`).
 - TallyQA: exact integer (`reward.count_match`).
 - The paper's own data (`pixelreasoner`, `pixelreasoner_sft`): the released rule, its tasks' metric
@@ -22,7 +23,7 @@ from pixel_gym.reward import ANLS_TAU, levenshtein, score_answer
 from pixel_gym.scores import pixel_reasoner_score
 from pixel_gym.tasks import Task
 
-OPTION_LETTERS = "abcdefgh"
+OPTION_LETTERS = "abcdefg"  # the guard of MVBench's check_ans
 
 
 def infovqa_anls(prediction: str, golds: Sequence[str], tau: float = ANLS_TAU) -> float:
@@ -37,9 +38,8 @@ def infovqa_anls(prediction: str, golds: Sequence[str], tau: float = ANLS_TAU) -
 
 
 def mvbench_match(prediction: str, gold_letter: str) -> float:
-    """MVBench's `check_ans` on the first line of the prediction, the gold answer being "(X) option"."""
-    lines = prediction.strip().split("\n")
-    pred_option = lines[0].lower().split(" ")[0]
+    """MVBench's `check_ans` on the whole prediction, the gold answer being "(X) option"."""
+    pred_option = prediction.strip().lower().split(" ")[0]
     gold_option = f"({gold_letter.lower()})"
     if not any(letter in pred_option for letter in OPTION_LETTERS):
         return 0.0

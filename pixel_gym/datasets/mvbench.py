@@ -5,22 +5,31 @@ correct candidate's text, "start"/"end" (seconds, in the tasks that have them)},
 the clips (`video/tvqa/frames_fps3_hq/<clip>/` holds extracted frames instead). `TASK_VIDEO_FOLDERS` maps each
 task to its source folder as MVBench's evaluation does; a task not listed there finds its videos under `video/`.
 Frames are sampled exactly as that evaluation does (`video.segment_indices`).
+
+The hub copy lacks some videos (upstream deleted `video/nturgbd.zip`, so `fine_grained_pose` has none): a
+question whose video is missing, or whose `start` lies after its `end`, is skipped and reported (`Skipped`), not
+fatal; `load_tasks` warns with the count per task.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pixel_gym.datasets.common import (
     DatasetError,
+    Skipped,
     field,
     make_task,
     read_list,
+    record_path,
     require_dir,
+    resolve_inside,
     string_list,
 )
-from pixel_gym.datasets.video import video_frames
+from pixel_gym.datasets.video import Bound, video_frames
 from pixel_gym.tasks import Task, choice_letters
 
 # task -> (folder under video/, whether questions are bounded by start/end seconds)
@@ -48,26 +57,42 @@ TASK_VIDEO_FOLDERS: dict[str, tuple[str, bool]] = {
 }
 
 
-def load_mvbench(root: Path, split: str | None) -> Iterator[Task]:
+def load_mvbench(root: Path, split: str | None) -> Iterator[Task | Skipped]:
     if split not in (None, "test"):
         raise DatasetError(f"MVBench has only a 'test' split, not {split!r}")
     files = sorted(require_dir(root / "json", "MVBench question folder").glob("*.json"))
     if not files:
         raise DatasetError(f"no task files (*.json) in {root / 'json'}")
     for path in files:
-        folder, bounded = TASK_VIDEO_FOLDERS.get(path.stem, ("", False))
         for index, record in enumerate(read_list(path)):
-            where = f"{path}[{index}]"
-            task_id = f"mvbench/{path.stem}/{index}"
-            choices = tuple(string_list(field(record, "candidates", list, where), where, minimum=2))
-            answer = str(field(record, "answer", (str, int, float), where))
-            if answer not in choices:
-                raise DatasetError(f"{where}: answer {answer!r} is not one of the candidates {choices}")
-            letter = choice_letters(len(choices))[choices.index(answer)]
-            bound = (float(field(record, "start", (int, float), where)),
-                     float(field(record, "end", (int, float), where))) if bounded else None
-            video = Path("video") / folder / field(record, "video", str, where)
-            yield make_task(where, id=task_id, question=field(record, "question", str, where), answers=(letter,),
-                            metric="choice", video=video_frames(root, video, task_id, bound), choices=choices,
-                            category=path.stem, source="mvbench", answer_type="choice",
-                            annotations={"video": str(video), "bound": bound})
+            yield _question(root, path, index, record)
+
+
+def _question(root: Path, path: Path, index: int, record: Any) -> Task | Skipped:
+    """Question `index` of the task file `path`, or why it is skipped."""
+    folder, bounded = TASK_VIDEO_FOLDERS.get(path.stem, ("", False))
+    where = f"{path}[{index}]"
+    task_id = f"mvbench/{path.stem}/{index}"
+    choices = tuple(string_list(field(record, "candidates", list, where), where, minimum=2))
+    answer = str(field(record, "answer", (str, int, float), where))
+    if answer not in choices:
+        raise DatasetError(f"{where}: answer {answer!r} is not one of the candidates {choices}")
+    bound = _bound(record, where) if bounded else None
+    video = Path("video") / folder / record_path(record, "video", where)
+    located = resolve_inside(root, video, f"{where}: task {task_id}")
+    if not located.exists():
+        return Skipped(task_id, path.stem, f"video not found: {located}")
+    if bound is not None and bound[0] > bound[1]:
+        return Skipped(task_id, path.stem, f"start {bound[0]:g} s is after end {bound[1]:g} s")
+    return make_task(where, id=task_id, question=field(record, "question", str, where),
+                     answers=(choice_letters(len(choices))[choices.index(answer)],), metric="choice",
+                     video=video_frames(root, video, task_id, bound), choices=choices, category=path.stem,
+                     source="mvbench", answer_type="choice", annotations={"video": str(video), "bound": bound})
+
+
+def _bound(record: Any, where: str) -> Bound:
+    """The question's (start, end) seconds, finite numbers."""
+    bound = (float(field(record, "start", (int, float), where)), float(field(record, "end", (int, float), where)))
+    if not all(math.isfinite(value) for value in bound):
+        raise DatasetError(f"{where}: start and end must be finite seconds, got {bound}")
+    return bound

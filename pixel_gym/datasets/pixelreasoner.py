@@ -9,12 +9,17 @@ scored with the released rule (metric "pixel_reasoner", `pixel_gym.scores`), the
 
 SFT (`TIGER-Lab/PixelReasoner-SFT-Data`): a json list of {"message_list": Qwen-format chat, ...}; the question and
 its images come from the first user turn (image paths relative to the root), the answer from the record's
-`answer` field or else from the last `\\boxed{}` of the final assistant turn.
+`answer` field or else from the last `\\boxed{}` of the final assistant turn. A content part without a "type" is
+read by its key (`{"image": ...}`, `{"video": [...]}`, `{"text": ...}`), as Qwen's `process_vision_info` does.
+
+In both, an image path with a leading "/" that does not lie inside the root is read from the root
+(`/images/x.jpg` = `<root>/images/x.jpg`); a path that climbs out of the root (`/../x.jpg`) is refused.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,9 @@ from pixel_gym.datasets.common import (
     image_file,
     image_files_in,
     make_task,
+    nonempty_path,
     read_list,
+    record_path,
     resolve_inside,
     string_list,
 )
@@ -57,7 +64,7 @@ def load_pixelreasoner(root: Path, split: str | None) -> Iterator[Task]:
             skipped += 1
             continue
         is_video = bool(record.get("is_video", False))
-        refs = tuple(ref for relative in paths for ref in _images_at(root, relative, task_id))
+        refs = tuple(ref for relative in paths for ref in _images_at(root, relative, task_id, where))
         yield make_task(where, id=task_id, question=field(record, "question", str, where),
                         answers=tuple(_answers(record["answer"], where)), metric="pixel_reasoner",
                         images=() if is_video else refs, video=refs if is_video else (),
@@ -80,11 +87,12 @@ def load_pixelreasoner_sft(root: Path, split: str | None) -> Iterator[Task]:
         frames: list[ImageRef] = []
         texts = []
         for part in field(user, "content", list, where):
-            kind = part.get("type") if isinstance(part, Mapping) else None
+            kind = _part_kind(part)
             if kind == "image":
-                images += _images_at(root, field(part, "image", str, where), task_id)
+                images += _images_at(root, record_path(part, "image", where), task_id, where)
             elif kind == "video":
-                frames += [ref for p in string_list(part.get("video"), where) for ref in _images_at(root, p, task_id)]
+                frames += [ref for p in string_list(part.get("video"), where)
+                           for ref in _images_at(root, p, task_id, where)]
             elif kind == "text":
                 texts.append(field(part, "text", str, where))
         answer = record.get("answer") or last_boxed(_final_assistant_text(messages))
@@ -111,12 +119,30 @@ def data_file(root: Path, split: str | None, suffix: str) -> Path:
     return found[0]
 
 
-def _images_at(root: Path, relative: str, task_id: str) -> list[ImageRef]:
+def _part_kind(part: Any) -> str | None:
+    """A content part's "type", or without one the first of the keys image, video, text that it has."""
+    if not isinstance(part, Mapping):
+        return None
+    if "type" in part:
+        return part["type"]
+    return next((key for key in ("image", "video", "text") if key in part), None)
+
+
+def _images_at(root: Path, relative: str, task_id: str, where: str) -> list[ImageRef]:
     """The image at `relative`, or every image of the folder of extracted frames there."""
-    path = resolve_inside(root, relative, f"task {task_id}")
+    relative = nonempty_path(_from_root(root, relative), where)
+    path = resolve_inside(root, relative, f"{where}: task {task_id}")
     if path.is_dir():
-        return [image_file(root, frame, task_id) for frame in image_files_in(path)]
-    return [image_file(root, relative, task_id)]
+        return [image_file(root, frame, task_id, where) for frame in image_files_in(path)]
+    return [image_file(root, relative, task_id, where)]
+
+
+def _from_root(root: Path, relative: str) -> str:
+    """`relative`, or, if it is absolute but not inside `root`, the same path read from `root` ("/a" -> "a")."""
+    base = os.path.abspath(root)
+    if os.path.isabs(relative) and os.path.commonpath([base, os.path.abspath(relative)]) != base:
+        return relative.lstrip("/")
+    return relative
 
 
 def _optional_list(value: Any, where: str) -> list[str]:

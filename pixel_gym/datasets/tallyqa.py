@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pixel_gym.datasets.common import DatasetError, field, image_file, make_task, read_list
+from pixel_gym.datasets.common import DatasetError, field, image_file, make_task, read_list, record_path
 from pixel_gym.tasks import Task
 
 SPLITS = ("train", "test")
@@ -29,7 +29,7 @@ def load_tallyqa(root: Path, split: str | None, complex_only: bool = False) -> I
         if complex_only and simple:
             continue
         answer = field(record, "answer", int, where)
-        image = image_file(root, field(record, "image", str, where), task_id)
+        image = image_file(root, record_path(record, "image", where), task_id, where)
         yield make_task(where, id=task_id, question=field(record, "question", str, where), answers=(str(answer),),
                         metric="count", images=(image,), answer_type="count", source="tallyqa",
                         category={True: "simple", False: "complex"}.get(simple, ""),

@@ -27,7 +27,7 @@ from pixel_gym.datasets.common import (
     make_task,
     read_json,
     read_jsonl,
-    resolve_inside,
+    record_path,
     split_options,
     string_list,
 )
@@ -55,15 +55,16 @@ def load_vstar(root: Path, split: str | None) -> Iterator[Task]:
 def _from_jsonl(root: Path, questions: Path) -> Iterator[Task]:
     for where, record in read_jsonl(questions):
         task_id = f"vstar/{field(record, 'question_id', (int, str), where)}"
-        image = field(record, "image", str, where)
+        relative = record_path(record, "image", where)
+        image = image_file(root, relative, task_id, where)  # checked (inside the root) before its sidecar
         question, choices = split_options(field(record, "text", str, where), where)
         answer = answer_letter(str(field(record, "label", (str, int), where)), choices, where)
-        sidecar = resolve_inside(root, Path(image).with_suffix(".json"), f"task {task_id}")
+        sidecar = Path(str(image.source)).with_suffix(".json")
         boxes = _boxes(read_json(sidecar), str(sidecar)) if sidecar.is_file() else ()
-        category = record.get("category") or Path(image).parent.name
-        yield make_task(where, id=task_id, question=question, answers=(answer,), metric="choice",
-                        images=(image_file(root, image, task_id),), choices=choices, target_boxes=boxes,
-                        category=category, source="vstar", answer_type="choice")
+        category = record.get("category") or Path(relative).parent.name
+        yield make_task(where, id=task_id, question=question, answers=(answer,), metric="choice", images=(image,),
+                        choices=choices, target_boxes=boxes, category=category, source="vstar",
+                        answer_type="choice")
 
 
 def _from_annotation(root: Path, path: Path) -> Task:
@@ -78,7 +79,7 @@ def _from_annotation(root: Path, path: Path) -> Task:
     if image is None:
         raise DatasetError(f"task {task_id}: no image beside {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
     return make_task(where, id=task_id, question=field(record, "question", str, where), answers=(answer,),
-                     metric="choice", images=(image_file(root, image.relative_to(root), task_id),),
+                     metric="choice", images=(image_file(root, image.relative_to(root), task_id, where),),
                      choices=choices, target_boxes=_boxes(record, where), category=path.parent.name,
                      source="vstar", answer_type="choice")
 
