@@ -8,10 +8,12 @@ turn across the live episodes). Dataset suites (`pixel_gym.datasets.DATASETS`) r
 `<data-dir>/vstar`), else `<data-dir>` itself, or `hf://owner/name`; built-in suites (`pixel_gym.suites.SUITES`)
 play their test split, `--limit` tasks (default 100). `<out>/<suite>.jsonl` gets one line per task (task id,
 suite, category, answer, score, ops used, turns, ...); a restart skips the tasks already there (the run's settings
-in `<out>/run.json` must match). Scores follow each benchmark's official metric
-(`pixel_gym.datasets.metrics.benchmark_score`); RaPR is the share of episodes that used a pixel operation. A table
-per suite and category is printed and saved (`summary.json`, `summary.md`), and a few of this run's episodes per
-suite are drawn with their zoom boxes into `<out>/gallery_<suite>.png`.
+in `<out>/run.json` must match). Each task gets two scores: `score`, the benchmark's official metric
+(`pixel_gym.datasets.metrics.benchmark_score`, to compare with the field), and `pixel_reasoner`, the released
+evaluation's one rule for every benchmark (`pixel_gym.scores`, to compare with the paper). RaPR is the share of
+episodes that used a pixel operation. A table per suite and category, with both scores, is printed and saved
+(`summary.json`, `summary.md`), and a few of this run's episodes per suite are drawn with their zoom boxes into
+`<out>/gallery_<suite>.png`. Generation allows 2048 new tokens per turn, as the released evaluation does.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ from tqdm import tqdm
 from agents.scripted import BlindAgent, OracleAgent, RandomAgent
 from benchmarks.gallery import save_gallery
 from pixel_gym.datasets import DATASETS, benchmark_score, load_tasks
+from pixel_gym.datasets.metrics import released_score
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.render import render_episode
 from pixel_gym.reward import NO_CURIOSITY
+from pixel_gym.scores import pixel_reasoner_score
 from pixel_gym.suites import SUITES, make_suite
-from pixel_gym.tasks import ImageLoadError, Task
+from pixel_gym.tasks import Task
 from rl_runner.rollout import BatchAgent, run_episodes
 
 SCRIPTED = {"oracle": OracleAgent, "blind": BlindAgent, "random": RandomAgent}
 AGENTS = (*SCRIPTED, "vlm", "openai")
 DEFAULT_SUITE_SIZE = 100
+MAX_NEW_TOKENS = 2048  # per turn, as the released evaluation generates
 GALLERY_HEIGHT = 320
 Panel = tuple[np.ndarray, str]
 AgentFactory = Callable[[Sequence[PixelVQAEnv], int], BatchAgent]  # (envs of one batch, seed) -> agent
@@ -131,17 +136,12 @@ def evaluate_suite(suite: str, tasks: Sequence[Task], make_agent: AgentFactory, 
 
 def play(make_agent: AgentFactory, envs: Sequence[PixelVQAEnv], tasks: Sequence[Task], suite: str,
          seed: int) -> list[tuple[PixelVQAEnv | None, dict[str, Any]]]:
-    """Records of `tasks` played in one batch; when an image fails to load, the tasks are played one by one and
-    the failing one is recorded with its error (a restart tries it again)."""
+    """Records of `tasks` played in one batch; an episode the env failed (an unreadable image, see
+    `rl_runner.rollout`) is recorded with its error and scores 0 (a restart tries it again)."""
     envs = envs[: len(tasks)]
-    try:
-        stats = run_episodes(make_agent(envs, seed), envs, tasks, [t.id for t in tasks], seed=seed)
-    except ImageLoadError as error:
-        if len(tasks) > 1:
-            return [row for i, task in enumerate(tasks)
-                    for row in play(make_agent, envs[i : i + 1], [task], suite, seed + i)]
-        return [(None, {**task_fields(tasks[0], suite), "error": str(error), "score": 0.0})]
-    return [(env, episode_record(env, task, suite, episode.correctness))
+    stats = run_episodes(make_agent(envs, seed), envs, tasks, [t.id for t in tasks], seed=seed)
+    return [(None, {**task_fields(task, suite), "error": episode.error, "score": 0.0, "pixel_reasoner": 0.0})
+            if episode.error else (env, episode_record(env, task, suite, episode.correctness))
             for env, task, episode in zip(envs, tasks, stats.episodes)]
 
 
@@ -155,7 +155,7 @@ def episode_record(env: PixelVQAEnv, task: Task, suite: str, correctness: float)
     answer = episode.answer or ""
     return {
         **task_fields(task, suite), "answer": answer, "score": benchmark_score(answer, task),
-        "env_correctness": correctness, "num_ops": episode.num_ops,
+        "pixel_reasoner": released_score(answer, task), "env_correctness": correctness, "num_ops": episode.num_ops,
         "ops": [op.tool for op in episode.ops if op.ok], "num_errors": episode.num_errors, "turns": episode.turns,
         "answered": bool(answer), "used_pixel_op": episode.num_ops > 0,
     }
@@ -193,7 +193,8 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per suite ("all" categories first) and per category: mean score, RaPR, ops and turns."""
+    """One row per suite ("all" categories first) and per category: mean official score, mean released score
+    (`pixel_reasoner`), RaPR, ops and turns."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["suite"], "all"), []).append(record)
@@ -206,6 +207,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "suite": suite, "category": category, "n": len(members), "errors": len(members) - len(played),
             "metric": "ANLS" if members[0]["metric"] == "anls" else "accuracy",
             "score": 100 * float(np.mean([r["score"] for r in members])),
+            "pixel_reasoner": 100 * float(np.mean([released_of(r) for r in members])),
             "rapr": 100 * float(np.mean([r["used_pixel_op"] for r in played])) if played else 0.0,
             "ops_per_episode": float(np.mean([r["num_ops"] for r in played])) if played else 0.0,
             "turns_per_episode": float(np.mean([r["turns"] for r in played])) if played else 0.0,
@@ -213,13 +215,22 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def released_of(record: dict[str, Any]) -> float:
+    """A record's released score; records written before it existed are scored from their answer and golds."""
+    if "pixel_reasoner" in record:
+        return float(record["pixel_reasoner"])
+    return pixel_reasoner_score(record.get("answer", ""), record["gold"])
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The summary as a markdown table."""
-    columns = ("suite", "category", "n", "metric", "score", "RaPR %", "ops/ep", "turns/ep", "errors")
+    columns = ("suite", "category", "n", "metric", "score", "pixel_reasoner", "RaPR %", "ops/ep", "turns/ep",
+               "errors")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append(f"| {r['suite']} | {r['category']} | {r['n']} | {r['metric']} | {r['score']:.1f} | "
-                     f"{r['rapr']:.1f} | {r['ops_per_episode']:.2f} | {r['turns_per_episode']:.2f} | {r['errors']} |")
+                     f"{r['pixel_reasoner']:.1f} | {r['rapr']:.1f} | {r['ops_per_episode']:.2f} | "
+                     f"{r['turns_per_episode']:.2f} | {r['errors']} |")
     return "\n".join(lines)
 
 
@@ -250,7 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="episodes played together")
     parser.add_argument("--budgets", default="paper_eval", help="pixel budget preset (pixel_gym.budgets)")
     parser.add_argument("--max-turns", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="per turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery", type=int, default=4, help="episodes drawn per suite (0: no gallery)")
     return parser.parse_args(argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmarks.eval import main, read_records
+from benchmarks.eval import MAX_NEW_TOKENS, main, parse_args, read_records, summarize
 from benchmarks.perf_eval import write_vstar_folder
 
 
@@ -50,7 +50,9 @@ def test_oracle_scores_one_with_summary_and_gallery(tmp_path: Path) -> None:
         assert all(r["num_ops"] == 1 and r["turns"] == 2 and r["ops"] for r in records)
         with Image.open(summary["galleries"][suite]) as gallery:
             assert gallery.format == "PNG" and gallery.height > 4 * 100
-    assert "| fine_detail | all | 4 | accuracy | 100.0 | 100.0 |" in (tmp_path / "out" / "summary.md").read_text()
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| suite | category | n | metric | score | pixel_reasoner | RaPR % |" in table
+    assert "| fine_detail | all | 4 | accuracy | 100.0 | 100.0 | 100.0 |" in table  # official, released, RaPR
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == summary["rows"]
 
 
@@ -115,3 +117,31 @@ def test_openai_agent_through_the_harness(tmp_path: Path, chat_server) -> None:
     run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
         "fine_detail", "--limit", "3")
     assert [r["answer"] for r in lines(tmp_path / "out" / "fine_detail.jsonl")] == ["A", "A", "A"]
+
+
+def test_both_scores_in_every_summary_row(tmp_path: Path, data_dir: Path, chat_server) -> None:
+    endpoint, requests = chat_server(lambda request: "I count \\boxed{one}")
+    summary = run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
+                  "tallyqa_complex", "--data-dir", str(data_dir))
+    # golds 1 and 2: the official count metric reads "one" as 1 (1 of 2); the released rule wants "1" (0 of 2)
+    assert [(r["score"], r["pixel_reasoner"]) for r in lines(tmp_path / "out" / "tallyqa_complex.jsonl")] == [
+        (1.0, 0.0), (0.0, 0.0)]
+    for row in rows(summary, "tallyqa_complex").values():
+        assert (row["score"], row["pixel_reasoner"]) == (50.0, 0.0)
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| tallyqa_complex | complex | 2 | accuracy | 50.0 | 0.0 | 0.0 |" in table
+    assert {r["max_tokens"] for r in requests} == {2048} and summary["settings"]["max_new_tokens"] == 2048
+
+
+def test_summary_of_hand_made_records() -> None:
+    base = {"suite": "infovqa", "category": "", "metric": "anls", "gold": ["0.5"], "used_pixel_op": True,
+            "num_ops": 1, "turns": 2}
+    records = [
+        {**base, "task_id": "a", "answer": "0.55", "score": 0.75, "pixel_reasoner": 0.0},
+        {**base, "task_id": "b", "answer": "0.5", "score": 1.0, "pixel_reasoner": 1.0},
+        {**base, "task_id": "c", "answer": "1/2", "score": 0.0},  # written before the released score existed
+    ]
+    (row,) = summarize(records)
+    assert row["metric"] == "ANLS" and row["score"] == pytest.approx(175 / 3)
+    assert row["pixel_reasoner"] == pytest.approx(200 / 3)  # 0, 1, and 1/2 == 0.5 under math_verify
+    assert parse_args(["--agent", "oracle", "--suite", "vstar", "--out", "x"]).max_new_tokens == MAX_NEW_TOKENS == 2048
