@@ -186,7 +186,7 @@ class LoadedTasks(list[Task]):
         """One line: how many records were skipped of how many read, per category with its first reason."""
         if not self.skipped:
             return "no record skipped"
-        first = {}
+        first: dict[str, Skipped] = {}
         for skipped in self.skipped:
             first.setdefault(skipped.category, skipped)
         parts = [f"{category} {count} ({first[category].task_id}: {first[category].reason})"
