@@ -179,9 +179,11 @@ class Episode:
 
     def add_frame_view(self, shown: View, budget: PixelBudget) -> View:
         """A selected frame: the frame as shown resized into `budget` (the same image when it already fits), or
-        the full-resolution frame with `budgets.frames_from_source`."""
+        the full-resolution frame with `budgets.frames_from_source`; given to the model as an image, so the serving
+        engine's re-resize applies to it as to every image."""
         base = self.source_image(shown.source) if self.budgets.frames_from_source else shown.image
-        view = View(shown.source, shown.region, fit_to_budget(base, budget), "selected_frame")
+        image = fit_to_budget(base, budget)
+        view = View(shown.source, shown.region, image, "selected_frame", self._served(image))
         self.views.append(view)
         return view
 

@@ -73,13 +73,19 @@ def test_select_frames_in_training_resizes_the_shown_frames_into_400_tokens_and_
     assert env.episode.num_images == 4
 
 
-def test_select_frames_at_evaluation_returns_the_frames_as_shown() -> None:
+def test_select_frames_at_evaluation_returns_the_frames_as_shown_then_served_as_images() -> None:
+    """The kept frames are the 840x448 frames of the video; as images the serving engine re-resizes them into
+    512..5120 x 28^2 px: 376,320 px is under 401,408, so scale = sqrt(401408 / 376320) = 1.0328;
+    840 * 1.0328 / 28 = 30.98 -> 31 x 28 = 868, 448 * 1.0328 / 28 = 16.52 -> 17 x 28 = 476. The text keeps 840x448."""
     env, obs = video_env("paper_eval")
     shown = shown_video(obs)
     obs, *_ = env.step(select([5, 1]))
     parts = last_parts(obs)
     assert parts[0]["text"] == "\nHere are the selected frames (Frame Size: 840x448, Numbered 1 to 2):"
-    assert np.array_equal(parts[1]["image"], shown[4]) and np.array_equal(parts[2]["image"], shown[0])
+    kept = env.episode.added_views
+    assert np.array_equal(np.asarray(kept[0].image), shown[4]) and np.array_equal(np.asarray(kept[1].image), shown[0])
+    assert [part["image"].shape for part in parts[1:]] == [(476, 868, 3)] * 2
+    assert int(parts[1]["image"][0, 0, 0]) == 40 and int(parts[2]["image"][0, 0, 0]) == 0
 
 
 def test_a_second_selection_is_numbered_after_the_pictures_already_added() -> None:

@@ -1,7 +1,9 @@
-"""VLMAgent on the real tiny Qwen2.5-VL: batched generation, stopping, determinism and log-prob consistency."""
+"""VLMAgent on the real tiny Qwen2.5-VL: batched generation, stopping, determinism, log-prob consistency, video."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +11,19 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from agents.chat import extend_sample, load_processor, messages_to_model_inputs, stack_inputs
+from agents.chat import (
+    ImageOnlyQwen2_5_VLProcessor,
+    extend_sample,
+    load_processor,
+    messages_to_model_inputs,
+    stack_inputs,
+    takes_video,
+)
 from agents.vlm import Turn, VLMAgent, sequence_logprobs, turns_to_batch
 from pixel_gym import prompts
 from pixel_gym.actions import Answer, ZoomIn, format_tool_call, parse_turn
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.tasks import Task
 
 TOOL_TURN = "The sign is too small.\n" + format_tool_call(
     "crop_image_normalized", {"bbox_2d": [0.1, 0.2, 0.5, 0.6], "target_image": 1}
@@ -170,3 +181,49 @@ def test_batched_greedy_turns_equal_single_turns(trained_agent: VLMAgent) -> Non
         alone = trained_agent.act_batch([observation(index)])[0]
         assert alone.response_ids == turn.response_ids
         np.testing.assert_allclose(alone.response_logprobs, turn.response_logprobs, atol=1e-4)
+
+
+def video_observation(budgets: str = "compact") -> dict:
+    """A real env observation of a video question: 16 frames of 224x112, each fitted into 4..16 x 28^2 px.
+
+    By hand: 224x112 is 32 x 28^2 px, over 16, so scale = sqrt(2); 224 / 1.414 / 28 = 5.66 -> 140 and
+    112 / 1.414 / 28 = 2.83 -> 56: frames of 140x56, 5 x 2 = 10 merged patches (tokens) each.
+    """
+    frames = [image(112, 224, seed) for seed in range(16)]
+    env = PixelVQAEnv(tasks=[Task("v", "Which frame is red?", ("1",), "exact", video=frames)], budgets=budgets)
+    return env.reset(seed=0)[0]
+
+
+def test_video_observation_falls_back_to_frames_as_images_said_once(tiny_model_path: Path, caplog) -> None:
+    """No torchvision here, so the processor is images-only: the video's 16 frames become 16 images."""
+    agent = VLMAgent(tiny_model_path, max_new_tokens=6, temperature=0.0, device="cpu")
+    assert isinstance(agent.processor, ImageOnlyQwen2_5_VLProcessor) and not takes_video(agent.processor)
+    observation = video_observation()
+    with caplog.at_level(logging.WARNING, logger="agents.chat"):
+        turns = agent.act_batch([observation, observation]) + agent.act_batch([observation])
+    warnings = [r for r in caplog.records if "cannot take video input" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    inputs = turns[0].model_inputs
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 10]] * 16 and "pixel_values_videos" not in inputs
+    image_token = agent.processor.image_token_id
+    assert turns[0].prompt_ids.count(image_token) == 16 * 10
+    assert 1 <= len(turns[0].response_ids) <= 6 and turns[0].response_ids == turns[2].response_ids
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
+                    reason="Qwen2.5-VL's video processor imports torchvision (transformers 5.10)")
+def test_video_observation_is_one_video_input_where_the_processor_takes_video(tiny_model_path: Path) -> None:
+    """16 frames of 140x56: temporal patches of 2 frames -> grid (8, 4, 10) of 14-px patches, and one token per
+    2x2 merge: 8 * 4 * 10 / 4 = 80 video tokens; a temporal patch spans 1 s (2 frames at 2 fps)."""
+    agent = VLMAgent(tiny_model_path, max_new_tokens=6, temperature=0.0, device="cpu")
+    assert takes_video(agent.processor)
+    turn = agent.act_batch([video_observation()])[0]
+    inputs = turn.model_inputs
+    assert inputs["video_grid_thw"].tolist() == [[8, 4, 10]] and "pixel_values" not in inputs
+    assert turn.prompt_ids.count(agent.processor.video_token_id) == 80
+    assert turn.prompt_ids.count(agent.processor.image_token_id) == 0
+    assert inputs["second_per_grid_ts"].tolist() == [1.0]
+    batch = agent.turn_batch([turn])
+    with torch.no_grad():
+        recomputed = sequence_logprobs(agent.model, batch.inputs, batch.response_mask)
+    torch.testing.assert_close(recomputed, batch.sampled_logprobs, atol=1e-4, rtol=0)
