@@ -42,8 +42,9 @@ class VideoSuite(Suite):
         flash_frames: (min, max) consecutive frames showing the flash.
         num_shapes: (min, max) moving shapes.
         num_choices: options (2 to 6).
-        cell: pixels per glyph cell of the plates; the default 2 is legible in a selected frame, not in the
-            16-token overview frames.
+        cell: pixels per glyph cell of the plates; the default 2 is legible in a full-resolution selected frame,
+            not in the `compact` preset's video of 16-token frames (the paper presets show 128..512-token frames
+            and resize selected frames from them, so there a selection adds no resolution).
         num_decoys: static plates showing other options (at most num_choices - 1).
         shown_frames: how many frames the environment shows at reset.
     Easy setting for tiny agents: frame_size=(320, 180), num_frames=(16, 16), num_choices=2, cell=4,
