@@ -146,3 +146,12 @@ def test_compact_selects_from_the_full_resolution_source() -> None:
     obs, *_ = env.step(select([1]))
     selected = last_parts(obs)[1]["image"]
     assert shown.shape[0] * shown.shape[1] <= 16 * PATCH_AREA < selected.shape[0] * selected.shape[1]
+
+
+def test_small_frames_are_enlarged_to_the_video_minimum() -> None:
+    """160x90 (14,400 px) is under 128 x 28^2 = 100,352 px: scale = sqrt(100352 / 14400) = 2.6399;
+    160 * 2.6399 / 28 = 15.08 -> 16 x 28 = 448, 90 * 2.6399 / 28 = 8.49 -> 9 x 28 = 252: 448x252, 144 x 28^2 px."""
+    frames = [np.full((90, 160, 3), i, dtype=np.uint8) for i in range(16)]
+    env = PixelVQAEnv(tasks=[Task("v", "Which frame?", ("1",), "exact", video=frames)], budgets="paper_train")
+    obs, _ = env.reset(seed=0)
+    assert {frame.shape for frame in shown_video(obs)} == {(252, 448, 3)}
