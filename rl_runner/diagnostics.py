@@ -91,9 +91,13 @@ def uniform_levels(num_choices: int) -> dict[str, float]:
 
 
 def grayed(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same chat with every image flat gray (same size): the blind control of a training run."""
-    return [
-        {**m, "content": [{**p, "image": np.full_like(p["image"], GRAY)} if p.get("type") == "image" else p
-                          for p in m["content"]]}
-        for m in messages
-    ]
+    """The same chat with every image and video frame flat gray (same size): the blind control of a training run."""
+    return [{**m, "content": [_grayed_part(p) for p in m["content"]]} for m in messages]
+
+
+def _grayed_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image":
+        return {**part, "image": np.full_like(part["image"], GRAY)}
+    if part.get("type") == "video":
+        return {**part, "video": [np.full_like(frame, GRAY) for frame in part["video"]]}
+    return part

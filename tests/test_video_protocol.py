@@ -155,3 +155,12 @@ def test_small_frames_are_enlarged_to_the_video_minimum() -> None:
     env = PixelVQAEnv(tasks=[Task("v", "Which frame?", ("1",), "exact", video=frames)], budgets="paper_train")
     obs, _ = env.reset(seed=0)
     assert {frame.shape for frame in shown_video(obs)} == {(252, 448, 3)}
+
+
+def test_the_blind_control_grays_every_video_frame() -> None:
+    from rl_runner.diagnostics import GRAY, grayed
+
+    _, obs = video_env()
+    video = next(p for m in grayed(obs["messages"]) for p in m["content"] if p["type"] == "video")["video"]
+    assert len(video) == 16 and all(frame.shape == (448, 840, 3) and np.all(frame == GRAY) for frame in video)
+    assert int(shown_video(obs)[15][0, 0, 0]) == 150  # the observation itself is untouched
