@@ -10,6 +10,8 @@ Hand-worked sizes (smart_resize, factor 28) for 16 source frames of 1280x720 (92
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -164,3 +166,19 @@ def test_the_blind_control_grays_every_video_frame() -> None:
     video = next(p for m in grayed(obs["messages"]) for p in m["content"] if p["type"] == "video")["video"]
     assert len(video) == 16 and all(frame.shape == (448, 840, 3) and np.all(frame == GRAY) for frame in video)
     assert int(shown_video(obs)[15][0, 0, 0]) == 150  # the observation itself is untouched
+
+
+def test_traces_save_a_video_part_as_frame_files_and_load_it_back(tmp_path) -> None:
+    from rl_runner.traces import Trace, load_traces, save_traces
+
+    env, obs = video_env("compact")
+    obs, *_ = env.step(select([4]))
+    messages = [*obs["messages"][:2], {"role": "assistant", "content": [{"type": "text", "text": select([4])}]},
+                obs["messages"][-1]]
+    path = save_traces([Trace("v", "direct", messages, True)], tmp_path)
+    saved = json.loads(path.read_text())[0]["message_list"]
+    assert saved[1]["content"][0] == {"type": "video", "video": [f"images/000000_{k}.png" for k in range(16)]}
+    assert saved[3]["content"][1] == {"type": "image", "image": "images/000000_16.png"}
+    loaded = load_traces(path)[0]["message_list"]
+    frames = loaded[1]["content"][0]["video"]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, shown_video(obs), strict=True))
