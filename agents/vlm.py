@@ -49,7 +49,10 @@ class VLMAgent:
 
     def __init__(self, model_or_path: str | os.PathLike | PreTrainedModel, processor: ProcessorMixin | None = None,
                  max_new_tokens: int = 512, temperature: float = 1.0, top_p: float = 1.0,
-                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> None:
+                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                 top_k: int = 0, later_temperature: float | None = None) -> None:
+        """`temperature` samples a conversation's first assistant turn, `later_temperature` (default: the same)
+        the turns after it; 0 is greedy. `top_k` 0 means no top-k cut."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = _load_model(model_or_path, self.device, dtype)
         self.processor = processor or load_processor(
@@ -58,7 +61,8 @@ class VLMAgent:
         self.tokenizer = self.processor.tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.top_p = top_p
+        self.later_temperature = temperature if later_temperature is None else later_temperature
+        self.top_p, self.top_k = top_p, top_k
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         self.pad_token_id = pad_token_id(self.tokenizer, self.stop_ids)
 
@@ -69,13 +73,24 @@ class VLMAgent:
     def act_batch(self, observations: Sequence[Mapping[str, Any] | Sequence[Mapping[str, Any]]]) -> list[Turn]:
         """One turn per observation (an env observation dict with "messages", or a message list)."""
         samples = [messages_to_model_inputs(self.processor, _messages(obs)) for obs in observations]
-        return self.generate(samples)
+        temperatures = [self.turn_temperature(_messages(obs)) for obs in observations]
+        turns: dict[int, Turn] = {}
+        for temperature in dict.fromkeys(temperatures):  # one batched generation per temperature
+            rows = [i for i, t in enumerate(temperatures) if t == temperature]
+            turns.update(zip(rows, self.generate([samples[i] for i in rows], temperature)))
+        return [turns[i] for i in range(len(samples))]
+
+    def turn_temperature(self, messages: Sequence[Mapping[str, Any]]) -> float:
+        """`temperature` for a conversation without an assistant turn yet, else `later_temperature`."""
+        answered = any(message.get("role") == "assistant" for message in messages)
+        return self.later_temperature if answered else self.temperature
 
     @torch.no_grad()
-    def generate(self, samples: Sequence[Mapping[str, torch.Tensor]]) -> list[Turn]:
+    def generate(self, samples: Sequence[Mapping[str, torch.Tensor]], temperature: float | None = None) -> list[Turn]:
         """Generate from per-prompt processor outputs, batched with left padding and the KV cache."""
         batch = _to_device(stack_inputs(samples, self.pad_token_id), self.device)
-        output = self.model.generate(**batch, **self._generation_kwargs())
+        output = self.model.generate(**batch, **self._generation_kwargs(
+            self.temperature if temperature is None else temperature))
         width = batch["input_ids"].shape[1]
         responses = output.sequences[:, width:]
         logprobs = _chosen_logprobs(output.logits, responses)
@@ -88,7 +103,7 @@ class VLMAgent:
         return TurnBatch(_to_device(batch.inputs, self.device), batch.response_mask.to(self.device),
                          batch.sampled_logprobs.to(self.device))
 
-    def _generation_kwargs(self) -> dict[str, Any]:
+    def _generation_kwargs(self, temperature: float) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens, "do_sample": False, "repetition_penalty": 1.0,
             "eos_token_id": self.stop_ids, "pad_token_id": self.pad_token_id, "use_cache": True,
@@ -96,8 +111,8 @@ class VLMAgent:
             # a generated image/video placeholder would break the next forward (features vs placeholders)
             "suppress_tokens": placeholder_token_ids(self.processor) or None,
         }
-        if self.temperature > 0:  # top_k=0 overrides hub defaults (Qwen2.5-VL ships top_k=1)
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0)
+        if temperature > 0:  # top_k=0 (no cut) overrides hub defaults (Qwen2.5-VL ships top_k=1)
+            kwargs.update(do_sample=True, temperature=temperature, top_p=self.top_p, top_k=self.top_k)
         if TOOL_CALL_END not in self.tokenizer.get_vocab():
             kwargs.update(stop_strings=[TOOL_CALL_END], tokenizer=self.tokenizer)
         return kwargs

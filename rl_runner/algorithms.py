@@ -33,12 +33,20 @@ class Batch:
     groups: list[str]
 
 
-def keep_informative_groups(rewards: Sequence[float], groups: Sequence[str]) -> list[int]:
-    """Indices of episodes whose group has at least two different rewards (others teach nothing)."""
-    by_group: dict[str, set[float]] = {}
+def keep_informative_groups(rewards: Sequence[float], groups: Sequence[str], threshold: float = 0.0) -> list[int]:
+    """Indices of episodes whose group has at least two different rewards (others teach nothing) and a mean
+    absolute deviation from the group mean, mean |r - mean|, of at least `threshold` (the paper drops groups
+    under 0.01)."""
+    by_group: dict[str, list[float]] = {}
     for reward, group in zip(rewards, groups):
-        by_group.setdefault(group, set()).add(round(reward, 6))
-    return [i for i, group in enumerate(groups) if len(by_group[group]) > 1]
+        by_group.setdefault(group, []).append(reward)
+    keep = set()
+    for group, values in by_group.items():
+        mean = float(np.mean(values))
+        deviation = float(np.mean([abs(value - mean) for value in values]))
+        if len({round(value, 6) for value in values}) > 1 and deviation >= threshold:
+            keep.add(group)
+    return [i for i, group in enumerate(groups) if group in keep]
 
 
 def outcome_token_rewards(rewards: Sequence[float], mask: torch.Tensor) -> torch.Tensor:
@@ -131,7 +139,7 @@ class PolicyTrainer:
         """One RL update on `batch`; returns loss metrics. Empty after group filtering -> no update."""
         keep = list(range(len(batch.rewards)))
         if self.config.filter_uniform_groups:
-            keep = keep_informative_groups(batch.rewards, batch.groups)
+            keep = keep_informative_groups(batch.rewards, batch.groups, self.config.group_filter_threshold)
         if not keep:
             return {"updated_episodes": 0.0}
         micro = self._micro_batches(

@@ -1,4 +1,5 @@
-"""Training configuration: embedded defaults, a YAML file, and command-line flags (in that order of precedence)."""
+"""Training configuration: embedded defaults, a named preset (`rl_runner.presets`), a YAML file, and command-line
+flags (in that order of precedence)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from pixel_gym.reward import CuriosityConfig
+from rl_runner.presets import PRESETS, preset_values
 from rl_runner.run_dir import check_run_name
 
 AT_LEAST_ONE = (
@@ -21,9 +23,9 @@ AT_LEAST_ONE = (
 )
 NON_NEGATIVE = (
     "temperature", "sft_lr", "rl_lr", "value_lr", "kl_coef", "clip_ratio_low", "clip_ratio_high", "curiosity_alpha",
-    "curiosity_beta",
+    "curiosity_beta", "top_k", "group_filter_threshold",
 )
-FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utilization")
+FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utilization", "top_p")
 
 # The embedded defaults: fine-detail attribute questions whose tags show their colour in the global view but not
 # their symbol (3-pixel glyph cells on 1400-1800 px images: under 0.6 px in the view, about 2 px in a crop).
@@ -63,7 +65,10 @@ class TrainConfig:
     tasks_per_step: int = 4
     group_size: int = 4
     max_new_tokens: int = 128
-    temperature: float = 1.0
+    temperature: float = 1.0  # sampling temperature of the first turn of each episode
+    later_temperature: float = -1.0  # of the turns after it; -1: the same as temperature
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k cut
     rl_lr: float = 5e-4
     ppo_epochs: int = 1
     micro_batch_size: int = 4
@@ -72,6 +77,7 @@ class TrainConfig:
     kl_coef: float = 0.0
     norm_adv_by_std: bool = False  # the paper subtracts the group mean only
     filter_uniform_groups: bool = True  # drop groups whose rewards are all equal (the paper does)
+    group_filter_threshold: float = 0.0  # also drop groups whose mean |r - mean| is under this (the paper: 0.01)
     value_lr: float = 1e-3  # PPO critic
     curiosity_alpha: float = 0.5
     curiosity_beta: float = 0.05
@@ -133,6 +139,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("model", "init_from"):
             check_model_path("--" + name.replace("_", "-"), getattr(self, name))
+        if self.later_temperature != -1 and not 0 <= self.later_temperature < math.inf:
+            raise ValueError(f"later_temperature must be -1 (as temperature) or >= 0, got {self.later_temperature}")
         self.curiosity  # noqa: B018  (validates the shaping form)
         return self
 
@@ -155,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="SFT warm-start then GRPO/PPO with the curiosity bonus, on pixel-gym environments.",
     )
     parser.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="named field values (rl_runner.presets) under the "
+                        "YAML file and the flags")
     for item in dataclasses.fields(TrainConfig):
         flag = "--" + item.name.replace("_", "-")
         default = field_default(item)
@@ -182,10 +192,11 @@ def check_model_path(flag: str, value: str) -> None:
 
 
 def load_config(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then explicit flags."""
+    """Defaults, then the preset, then the YAML file, then explicit flags."""
     args = vars(build_parser().parse_args(argv))
-    config_path = args.pop("config")
-    values: dict[str, Any] = read_yaml(config_path) if config_path else {}
+    config_path, preset = args.pop("config"), args.pop("preset")
+    values: dict[str, Any] = preset_values(preset) if preset else {}
+    values.update(read_yaml(config_path) if config_path else {})
     values.update({key: value for key, value in args.items() if value is not None})
     known = {item.name for item in dataclasses.fields(TrainConfig)}
     unknown = set(values) - known

@@ -108,6 +108,14 @@ def load_model(path: str | Path, device: torch.device) -> PreTrainedModel:
     return model.to(device).eval()
 
 
+def rollout_agent(model: PreTrainedModel | str | Path, processor: Any, config: TrainConfig,
+                  device: torch.device) -> VLMAgent:
+    """The RL sampler: the config's per-turn temperatures, top_p and top_k."""
+    later = None if config.later_temperature == -1 else config.later_temperature
+    return VLMAgent(model, processor, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                    later_temperature=later, top_p=config.top_p, top_k=config.top_k, device=device)
+
+
 def make_env(config: TrainConfig, tasks: Sequence[Task]) -> PixelVQAEnv:
     # correctness only: the trainer shapes rewards per group with the exact RaPR
     return PixelVQAEnv(tasks=tasks, budgets=config.budgets, max_turns=config.max_turns, curiosity=NO_CURIOSITY)
@@ -256,13 +264,7 @@ class Trainer:
 
     def _rl(self, start: int) -> None:
         config = self.config
-        agent = VLMAgent(
-            self.model,
-            self.processor,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            device=self.device,
-        )
+        agent = rollout_agent(self.model, self.processor, config, self.device)
         envs = [make_env(config, self.train_tasks) for _ in range(config.tasks_per_step * config.group_size)]
         bar = tqdm(range(start, config.rl_steps), desc="RL", initial=start, total=config.rl_steps)
         for step in bar:

@@ -9,7 +9,7 @@ from transformers import AutoModelForImageTextToText
 from agents.chat import load_processor
 from pixel_gym.reward import CuriosityConfig
 from rl_runner.algorithms import Batch, PolicyTrainer, grpo_advantages, keep_informative_groups, outcome_token_rewards
-from rl_runner.config import TrainConfig
+from rl_runner.config import TrainConfig, load_config
 from rl_runner.rollout import EpisodeRecord
 from rl_runner.sft import masked_nll
 from rl_runner.train import shape_rewards
@@ -36,6 +36,14 @@ def test_uniform_groups_are_filtered() -> None:
     assert keep_informative_groups([1, 1, 0, 1, 0.5, 0.5], ["a", "a", "b", "b", "c", "c"]) == [2, 3]
 
 
+def test_group_filter_threshold_on_mean_absolute_deviation() -> None:
+    rewards = [0.02, 0, 0, 0, 1, 0, 0, 0, 0.04, 0.0, 0.01, 0.0, 0.3, 0.3]
+    groups = [*"aaaa", *"bbbb", *"cc", *"dd", *"ee"]
+    # mean |r - mean|: a (mean 0.005) 0.0075; b (mean 0.25) 0.375; c 0.02; d 0.005; e 0 (all equal)
+    assert keep_informative_groups(rewards, groups, threshold=0.01) == [4, 5, 6, 7, 8, 9]  # b and c
+    assert keep_informative_groups(rewards, groups) == list(range(12))  # threshold 0: only e goes
+
+
 def record(group: str, correctness: float, ops: int) -> EpisodeRecord:
     return EpisodeRecord("t", group, [], correctness, ops, ops, 0, False, False, 1, True, 5)
 
@@ -44,8 +52,8 @@ def test_trainer_shapes_each_group_with_its_own_rapr() -> None:
     config = TrainConfig()
     episodes = [record("g1", 1, 1)] + [record("g1", 0, 0)] * 3 + [record("g2", 1, 2), record("g2", 1, 1)]
     totals = [round(p.total, 3) for p in shape_rewards(episodes, config)]
-    # g1: RaPR 0.25 < 0.3 -> the op user gets +0.5; g2: RaPR 1.0 -> no bonus, 2 ops pay 0.05
-    assert totals == [1.5, 0, 0, 0, 0.95, 1.0]
+    # g1: RaPR 0.25 -> the caller gets the hinge 0.5 * (0.3 - 0.25) = 0.025; g2: RaPR 1.0 -> no bonus, 2 calls pay 0.05
+    assert totals == [1.025, 0, 0, 0, 0.95, 1.0]
     config.curiosity_alpha = 0.0
     assert [p.total for p in shape_rewards(episodes[:2], config)] == [1.0, 0.0]
     assert config.curiosity == CuriosityConfig(alpha=0.0)
@@ -77,3 +85,17 @@ def test_one_update_moves_the_policy_towards_rewarded_turns(algorithm: str, tiny
     if algorithm == "ppo":
         assert "value_loss" in metrics
     assert trainer.update(Batch(conversations, [1.0] * 4, ["q"] * 4)) == {"updated_episodes": 0.0}
+
+
+def test_the_preset_threshold_reaches_the_update(tiny_model_path) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32).eval()
+    processor = load_processor(tiny_model_path)
+    question = {"role": "user", "content": [{"type": "text", "text": "What is shown?"}]}
+    chat = [question, {"role": "assistant", "content": [{"type": "text", "text": "\\boxed{B}"}]}]
+    preset = load_config(["--preset", "pixel_reasoner"])
+    trainer = PolicyTrainer(model, processor, preset)
+    conversations = trainer.encode([chat] * 4)
+    # a lone tool caller's hinge bonus 0.025 in a wrong group: mean |r - mean| 0.009375 < 0.01 -> dropped
+    batch = Batch(conversations, [0.025, 0.0, 0.0, 0.0], ["q"] * 4)
+    assert trainer.update(batch) == {"updated_episodes": 0.0}
+    assert PolicyTrainer(model, processor, TrainConfig()).update(batch)["updated_episodes"] == 4.0

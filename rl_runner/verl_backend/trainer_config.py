@@ -69,6 +69,8 @@ def rl_values(config: TrainConfig, settings: VerlSettings, data: PreparedData, m
         "actor_rollout_ref.rollout.name": settings.rollout_engine,
         "actor_rollout_ref.rollout.n": config.group_size,
         "actor_rollout_ref.rollout.temperature": config.temperature,
+        "actor_rollout_ref.rollout.top_p": config.top_p,
+        "actor_rollout_ref.rollout.top_k": config.top_k or -1,  # verl's "no cut" is -1
         "actor_rollout_ref.rollout.tensor_model_parallel_size": settings.tensor_parallel_size,
         "actor_rollout_ref.rollout.gpu_memory_utilization": settings.gpu_memory_utilization,
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": micro,
