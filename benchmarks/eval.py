@@ -11,9 +11,10 @@ suite, category, answer, score, ops used, turns, ...); a restart skips the tasks
 in `<out>/run.json` must match). Each task gets two scores: `score`, the benchmark's official metric
 (`pixel_gym.datasets.metrics.benchmark_score`, to compare with the field), and `pixel_reasoner`, the released
 evaluation's one rule for every benchmark (`pixel_gym.scores`, to compare with the paper). RaPR is the share of
-episodes that used a pixel operation. A table per suite and category, with both scores, is printed and saved
-(`summary.json`, `summary.md`), and a few of this run's episodes per suite are drawn with their zoom boxes into
-`<out>/gallery_<suite>.png`. Generation allows 2048 new tokens per turn, as the released evaluation does.
+episodes with at least one tool call (executed, failed or malformed, as the released code counts), RaPR ops the
+share with at least one successful pixel operation. A table per suite and category, with both scores, is printed
+and saved (`summary.json`, `summary.md`), and a few of this run's episodes per suite are drawn with their zoom
+boxes into `<out>/gallery_<suite>.png`. Generation allows 2048 new tokens per turn, as the released evaluation does.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def episode_record(env: PixelVQAEnv, task: Task, suite: str, correctness: float)
         **task_fields(task, suite), "answer": answer, "score": benchmark_score(answer, task),
         "pixel_reasoner": released_score(answer, task), "env_correctness": correctness, "num_ops": episode.num_ops,
         "ops": [op.tool for op in episode.ops if op.ok], "num_errors": episode.num_errors, "turns": episode.turns,
-        "answered": bool(answer), "used_pixel_op": episode.num_ops > 0,
+        "answered": bool(answer), "used_pixel_op": episode.num_ops > 0, "num_tool_calls": episode.num_tool_calls,
     }
 
 
@@ -194,7 +195,7 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per suite ("all" categories first) and per category: mean official score, mean released score
-    (`pixel_reasoner`), RaPR, ops and turns."""
+    (`pixel_reasoner`), RaPR (tool calls), RaPR ops (successful ops), ops and turns."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["suite"], "all"), []).append(record)
@@ -208,7 +209,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "metric": "ANLS" if members[0]["metric"] == "anls" else "accuracy",
             "score": 100 * float(np.mean([r["score"] for r in members])),
             "pixel_reasoner": 100 * float(np.mean([released_of(r) for r in members])),
-            "rapr": 100 * float(np.mean([r["used_pixel_op"] for r in played])) if played else 0.0,
+            "rapr": 100 * float(np.mean([called_tool(r) for r in played])) if played else 0.0,
+            "rapr_ops": 100 * float(np.mean([r["used_pixel_op"] for r in played])) if played else 0.0,
             "ops_per_episode": float(np.mean([r["num_ops"] for r in played])) if played else 0.0,
             "turns_per_episode": float(np.mean([r["turns"] for r in played])) if played else 0.0,
         })
@@ -222,15 +224,20 @@ def released_of(record: dict[str, Any]) -> float:
     return pixel_reasoner_score(record.get("answer", ""), record["gold"])
 
 
+def called_tool(record: dict[str, Any]) -> bool:
+    """Whether the episode made a tool call; records written before the count existed know only successful ops."""
+    return record["num_tool_calls"] > 0 if "num_tool_calls" in record else bool(record["used_pixel_op"])
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The summary as a markdown table."""
-    columns = ("suite", "category", "n", "metric", "score", "pixel_reasoner", "RaPR %", "ops/ep", "turns/ep",
-               "errors")
+    columns = ("suite", "category", "n", "metric", "score", "pixel_reasoner", "RaPR %", "RaPR ops %", "ops/ep",
+               "turns/ep", "errors")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append(f"| {r['suite']} | {r['category']} | {r['n']} | {r['metric']} | {r['score']:.1f} | "
-                     f"{r['pixel_reasoner']:.1f} | {r['rapr']:.1f} | {r['ops_per_episode']:.2f} | "
-                     f"{r['turns_per_episode']:.2f} | {r['errors']} |")
+                     f"{r['pixel_reasoner']:.1f} | {r['rapr']:.1f} | {r['rapr_ops']:.1f} | "
+                     f"{r['ops_per_episode']:.2f} | {r['turns_per_episode']:.2f} | {r['errors']} |")
     return "\n".join(lines)
 
 

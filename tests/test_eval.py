@@ -134,7 +134,7 @@ def test_both_scores_in_every_summary_row(tmp_path: Path, data_dir: Path, chat_s
 
 
 def test_summary_of_hand_made_records() -> None:
-    base = {"suite": "infovqa", "category": "", "metric": "anls", "gold": ["0.5"], "used_pixel_op": True,
+    base = {"suite": "infovqa", "category": "", "metric": "anls", "gold": ["0.5"], "used_pixel_op": False,
             "num_ops": 1, "turns": 2}
     records = [
         {**base, "task_id": "a", "answer": "0.55", "score": 0.75, "pixel_reasoner": 0.0},
@@ -144,4 +144,21 @@ def test_summary_of_hand_made_records() -> None:
     (row,) = summarize(records)
     assert row["metric"] == "ANLS" and row["score"] == pytest.approx(175 / 3)
     assert row["pixel_reasoner"] == pytest.approx(200 / 3)  # 0, 1, and 1/2 == 0.5 under math_verify
+    assert (row["rapr"], row["rapr_ops"]) == (0.0, 0.0)  # no tool-call count: RaPR falls back to successful ops
+    records[0]["num_tool_calls"] = 2
+    assert summarize(records)[0]["rapr"] == pytest.approx(100 / 3)
     assert parse_args(["--agent", "oracle", "--suite", "vstar", "--out", "x"]).max_new_tokens == MAX_NEW_TOKENS == 2048
+
+
+def test_rapr_counts_tool_calls_and_rapr_ops_successful_ops(tmp_path: Path, chat_server) -> None:
+    def reply(request: dict) -> str:  # a malformed tool call on the first turn, then an answer
+        return '<tool_call>{"name": "crop_image_normalized", bad</tool_call>' if len(request["messages"]) <= 2 \
+            else "\\boxed{A}"
+
+    endpoint, _ = chat_server(reply)
+    summary = run(tmp_path / "out", "--agent", "openai", "--model", "served", "--endpoint", endpoint, "--suite",
+                  "fine_detail", "--limit", "2")
+    overall = rows(summary, "fine_detail")["all"]
+    assert (overall["rapr"], overall["rapr_ops"], overall["ops_per_episode"]) == (100.0, 0.0, 0.0)
+    assert [(r["num_tool_calls"], r["num_errors"], r["turns"]) for r in lines(tmp_path / "out" / "fine_detail.jsonl")
+            ] == [(1, 1, 2), (1, 1, 2)]
