@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixel_gym.ops import PixelBudget
+from PIL import Image
+
+from pixel_gym.ops import PixelBudget, fit_to_budget
 
 
 @dataclass(frozen=True)
@@ -21,17 +23,24 @@ class Budgets:
     # select_frames resizes the full-resolution source frame (our option) instead of the frame as shown (released)
     frames_from_source: bool = False
 
+    def serve_image(self, image: Image.Image) -> Image.Image:
+        """An image as the model sees it: after the serving re-resize, where there is one."""
+        return image if self.serve is None else fit_to_budget(image, self.serve)
+
 
 # A frame of the released video input: at most 512 x 28^2 px, at least qwen-vl-utils' 128 x 28^2 px video minimum
 VIDEO_FRAME = PixelBudget.tokens(128, 512)
 
 BUDGET_PRESETS: dict[str, Budgets] = {
-    # Small views a tiny model handles on a CPU; fine detail needs a zoom (the training CLI's default).
+    # Small views a tiny model handles on a CPU (the training CLI's default). Images are kept as in training
+    # (originals <= 2000, crops <= 1000 x 28^2 px) and, like the released evaluation's serving engine, every view is
+    # re-resized to at most 144 x 28^2 px before the model sees it: a crop shows detail the global view cannot.
     "compact": Budgets(
-        original=PixelBudget.tokens(16, 256),
-        crop=PixelBudget.tokens(64, 256),
+        original=PixelBudget.tokens(16, 2000),
+        crop=PixelBudget.tokens(16, 1000),
         frame_shown=PixelBudget.tokens(4, 16),
         frame_selected=PixelBudget.tokens(16, 256),
+        serve=PixelBudget.tokens(16, 144),
         frames_from_source=True,  # low-resolution video, legible selected frames
     ),
     # The env's default: the paper's training limits (originals 4..2000, crops 4..1000, selected frames 4..400).

@@ -6,7 +6,6 @@ the global view of an encoded JPEG uses draft decoding (DCT scaling) and never n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -48,10 +47,15 @@ class View:
         x1, y1, x2, y2 = self.region
         return (x2 - x1, y2 - y1)
 
+    @property
+    def seen(self) -> Image.Image:
+        """The image the model is given: `shown` where the serving engine re-resizes, else `image`."""
+        return self.shown if self.shown is not None else self.image
+
     @cached_property
     def array(self) -> np.ndarray:
         """The pixels the model sees."""
-        return np.asarray(self.shown if self.shown is not None else self.image, dtype=np.uint8)
+        return np.asarray(self.seen, dtype=np.uint8)
 
 
 @dataclass
@@ -97,7 +101,7 @@ class Episode:
 
     def _served(self, image: Image.Image) -> Image.Image | None:
         """The serving engine's re-resize of an image (`budgets.serve`), or None when there is none."""
-        return None if self.budgets.serve is None else fit_to_budget(image, self.budgets.serve)
+        return None if self.budgets.serve is None else self.budgets.serve_image(image)
 
     def _show_video(self, num_shown: int) -> list[dict[str, Any]]:
         """One video part (Qwen's `{"type": "video", "video": [frames]}`) of the sampled frames, each resized into
@@ -170,9 +174,8 @@ class Episode:
         else:
             image = fit_to_budget(target.image.crop(box), self.budgets.crop)
             sx, sy = target.frame_size[0] / target.image.width, target.frame_size[1] / target.image.height
-            region = (ox + int(box[0] * sx), oy + int(box[1] * sy),
-                      ox + min(math.ceil(box[2] * sx), target.frame_size[0]),
-                      oy + min(math.ceil(box[3] * sy), target.frame_size[1]))
+            x1, y1, x2, y2 = (round(v * scale) for v, scale in zip(box, (sx, sy, sx, sy)))
+            region = (ox + x1, oy + y1, ox + x2, oy + y2)
         view = View(target.source, region, image, "crop", self._served(image))
         self.views.append(view)
         return view

@@ -19,7 +19,8 @@ from rl_runner.traces import load_traces, save_traces, synthesize
 def traces():
     suite = make_suite("fine_detail", size=12, seed=3)
     video = make_suite("video", size=4, seed=3)
-    return synthesize(list(suite) + list(video), PixelVQAEnv(tasks=suite), self_correct_fraction=0.5, seed=1,
+    env = PixelVQAEnv(tasks=suite, budgets="compact")  # the tiny model's budgets (the env default is paper_train)
+    return synthesize(list(suite) + list(video), env, self_correct_fraction=0.5, seed=1,
                       progress=False)
 
 
