@@ -66,8 +66,7 @@ def execute(action: Action, episode: Episode, limits: Limits, context_tokens: in
         return Feedback(answer=action.text)
     if isinstance(action, Invalid) and not action.tool_call:
         return _error(episode, action.message)
-    tool = "malformed" if isinstance(action, Invalid) else "select_frames" if isinstance(action, SelectFrames) \
-        else "crop_image"
+    tool = "malformed" if isinstance(action, Invalid) else _tool_name(action)
     try:
         _check_limits(episode, limits, context_tokens)
         if isinstance(action, Invalid):
@@ -91,10 +90,14 @@ def _check_limits(episode: Episode, limits: Limits, context_tokens: int | None) 
         _limit(limits, "tool_calls", f"the limit of {limits.max_ops} tool calls is reached; give your final answer now")
     if episode.num_images > limits.max_images:
         _limit(limits, "images", f"the limit of {limits.max_images} images is reached; give your final answer now")
-    if limits.max_context_tokens is not None and context_tokens is not None and \
-            context_tokens > limits.max_context_tokens:
-        _limit(limits, "tokens", f"the conversation has {context_tokens} tokens, over the limit of "
-               f"{limits.max_context_tokens}; give your final answer now")
+    limit = limits.max_context_tokens
+    if limit is not None and context_tokens is not None and context_tokens > limit:
+        _limit(limits, "tokens", f"the conversation has {context_tokens} tokens, over the limit of {limit}; "
+               "give your final answer now")
+
+
+def _tool_name(action: ZoomIn | SelectFrames) -> str:
+    return "select_frames" if isinstance(action, SelectFrames) else "crop_image"
 
 
 def _check_room(episode: Episode, limits: Limits, added: int) -> None:
