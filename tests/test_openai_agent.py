@@ -19,7 +19,7 @@ def zoom_then_answer(request: dict) -> str:
     images = [p for m in request["messages"] if isinstance(m["content"], list) for p in m["content"]
               if p["type"] == "image_url"]
     if len(images) < 2:
-        call = {"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.1, 0.3, 0.3]}}
+        call = {"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.1, 0.3, 0.3], "target_image": 1}}
         return f"Zoom.\n<tool_call>\n{json.dumps(call)}\n"
     return "\\boxed{B}"
 

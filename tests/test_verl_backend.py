@@ -54,7 +54,7 @@ from rl_runner.verl_backend.tools import tool_config
 from rl_runner.verl_backend.trainer_config import VERL_CONFIG_DIR, compose_config, validate, write_rl_config
 
 torch.set_num_threads(1)
-KWARGS = {key: list(value) for key, value in DEFAULT_SUITE_KWARGS.items()}
+KWARGS = {key: list(value) if isinstance(value, tuple) else value for key, value in DEFAULT_SUITE_KWARGS.items()}
 SETTINGS = EnvSettings()
 RESPONSE_LENGTH = 512
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -276,15 +276,15 @@ def test_tools_execute_through_the_env(tmp_path: Path, suite: Any) -> None:
     assert crop.tool_schema.function.name == "crop_image_normalized" and frames.name == "select_frames"
     zoom = {"bbox_2d": [0.1, 0.1, 0.4, 0.4], "target_image": 1}
     response, _, info, agent_data = call_tool(crop, suite_specs_one(suite, 0), zoom)
-    assert len(response.image) == 1 and response.text.startswith("Here is the cropped image")
+    assert len(response.image) == 1 and response.text.startswith("\nHere is the cropped image")
     assert info["error"] == "" and agent_data.extra_fields[F.NUM_OPS] == 1
     response, _, _ = asyncio.run(crop.execute("i", {**zoom, "target_image": 2}, agent_data=agent_data))
     assert len(response.image) == 1 and agent_data.extra_fields[F.NUM_OPS] == 2  # the first crop is image 2
     response, _, info, _ = call_tool(crop, suite_specs_one(suite, 1), {**zoom, "target_image": 9})
-    assert response.image is None and response.text.startswith("Execution error") and info["error"]
+    assert response.image is None and response.text.startswith("\nExecution error") and info["error"]
     video = make_suite("video", size=1, seed=0, split="train")
     response, _, info, _ = call_tool(frames, suite_task_spec(video, 0, {}), {"target_frames": [1, 5]})
-    assert len(response.image) == 2 and response.text.startswith("Here are the selected frames")
+    assert len(response.image) == 2 and response.text.startswith("\nHere are the selected frames")
 
 
 def call_tool(tool: Any, spec: str, arguments: dict[str, Any]) -> tuple[Any, float, dict[str, Any], AgentData]:
