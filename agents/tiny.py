@@ -32,7 +32,6 @@ from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
 
 TINY_VERSION = "v2"
-PRETRAINED_BASE = Path(__file__).resolve().parent.parent / "models" / "pixel-tiny-base"  # `rl_runner.pretrain`
 BPE_VOCAB_SIZE = 2048
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16384 * 28 * 28
@@ -245,18 +244,6 @@ def ensure_tiny_model(cache_dir: str | os.PathLike, seed: int = 0) -> Path:
     except OSError:  # another process finished first
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def resolve_model(name: str, cache_dir: str | os.PathLike, seed: int = 0) -> str | Path:
-    """A model name as the CLIs take it: "tiny" (the pretrained base), "tiny-random", or a hub id / local path."""
-    if name == "tiny":
-        if not (PRETRAINED_BASE / "config.json").is_file():
-            raise FileNotFoundError(f"the pretrained tiny base is missing at {PRETRAINED_BASE}; build it with "
-                                    "`python -m rl_runner.pretrain`, or use the model 'tiny-random'")
-        return PRETRAINED_BASE
-    if name == "tiny-random":
-        return ensure_tiny_model(cache_dir, seed=seed)
-    return name
 
 
 def build_tokenizer(texts: Iterable[str]) -> Qwen2Tokenizer:

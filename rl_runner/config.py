@@ -28,8 +28,9 @@ NON_NEGATIVE = (
 FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utilization", "top_p")
 
 # The embedded defaults: fine-detail attribute questions whose tags show their colour in the global view but not
-# their symbol (3-pixel glyph cells on 1400-1800 px images: under 0.6 px in the view, about 2 px in a crop).
-DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (1400, 1800), "cell": 3, "categories": ("attribute",)}
+# their symbol (2-pixel glyph cells on 1400-1800 px images: under 0.5 px in the compact view, 1.4 px or more in a
+# crop of at most 0.3 of the image's side); tests/test_suites.py checks that the zoom is needed.
+DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (1400, 1800), "categories": ("attribute",)}
 DEFAULT_BUDGETS = "compact"
 
 
@@ -41,7 +42,7 @@ class TrainConfig:
     out_dir: str = "runs"
     seed: int = 0
     backend: str = "local"  # "local" or "verl"
-    # "tiny": the project's pretrained base (models/pixel-tiny-base, `python -m rl_runner.pretrain`);
+    # "tiny": the project's pretrained base (`rl_runner.pretrain`, built once and cached under <out_dir>/.tiny-models);
     # "tiny-random": the same family with random weights (tests, smoke runs); or any Qwen2.5-VL hub id / local path
     model: str = "tiny"
     init_from: str = ""  # skip SFT and start RL from this checkpoint (path or hub id), e.g. a released warm-start
@@ -53,9 +54,9 @@ class TrainConfig:
     budgets: str = DEFAULT_BUDGETS
     max_turns: int = 4
     # SFT warm-start
-    sft_tasks: int = 384
+    sft_tasks: int = 128
     self_correct_fraction: float = 0.3
-    sft_epochs: int = 3
+    sft_epochs: int = 2
     sft_lr: float = 2e-3
     sft_batch_size: int = 4
     sft_blind_control: bool = True  # also train a copy on flat gray images: the control of the loss diagnostics
@@ -85,9 +86,9 @@ class TrainConfig:
     curiosity_free_ops: int = 1
     curiosity_form: str = "paper"
     # evaluation and checkpoints
-    eval_tasks: int = 24
-    eval_every: int = 4
-    checkpoint_every: int = 4
+    eval_tasks: int = 200
+    eval_every: int = 12
+    checkpoint_every: int = 6
     resume: bool = False
     overwrite: bool = False  # replace an existing run folder of the same name (only one a run of this trainer made)
     # the verl backend (`--backend verl`, see rl_runner.verl_backend.settings.VerlSettings)

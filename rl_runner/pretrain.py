@@ -9,8 +9,10 @@ Kinds of example:
 - `look`: the global view and the task question -> the first turn of a direct trace (a crop call on the target);
 - `read`: a crop around the target (jittered margins) and the task question -> what it shows, the boxed answer.
 
-`python -m rl_runner.pretrain` builds the base the main job starts from (`models/pixel-tiny-base`, committed);
-`--blind` trains the same stream with every image flat gray, the control that shows what pixels add.
+The main job's model "tiny" is this base: `ensure_pretrained_base` builds it once per version, seed and step count
+and caches it (like the random tiny model), at the default budget of `PretrainConfig.steps`.
+`python -m rl_runner.pretrain --out DIR --steps N` builds one explicitly (use it with `--model DIR`); `--blind`
+trains the same stream with every image flat gray, the control that shows what the pixels add.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import dataclasses
 import itertools
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +37,7 @@ from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
 from agents.scripted import crop_call, outward_box
-from agents.tiny import BASE_SHAPE, build_tiny_model
+from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
@@ -44,6 +48,7 @@ from rl_runner.diagnostics import LossSplit, grayed, split_losses
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
+PRETRAIN_VERSION = "p1"
 KINDS = ("ground", "look", "read")
 
 
@@ -51,12 +56,12 @@ KINDS = ("ground", "look", "read")
 class PretrainConfig:
     """What `python -m rl_runner.pretrain` trains on and how long."""
 
-    out: str = "models/pixel-tiny-base"
+    out: str = "runs/pixel-tiny-base"
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
     kind_weights: dict[str, float] = field(default_factory=lambda: {"ground": 0.4, "look": 0.2, "read": 0.4})
-    steps: int = 3000
+    steps: int = 200  # what fits the main job's CPU budget; grounding needs far more (see the README)
     batch_size: int = 8
     lr: float = 1e-3
     warmup: int = 100
@@ -184,6 +189,37 @@ def save_base(model: Any, processor: Any, out: Path, log: list[dict[str, Any]], 
     (out / "pretrain_config.json").write_text(json.dumps(dataclasses.asdict(config), default=str, indent=1))
 
 
+def default_config(**overrides: Any) -> PretrainConfig:
+    """Pretraining on the main job's tasks and budgets."""
+    from rl_runner.config import DEFAULT_BUDGETS, DEFAULT_SUITE_KWARGS
+
+    return PretrainConfig(**{"suite_kwargs": dict(DEFAULT_SUITE_KWARGS), "budgets": DEFAULT_BUDGETS, **overrides})
+
+
+def ensure_pretrained_base(cache_dir: str | Path, seed: int = 0, steps: int = PretrainConfig.steps) -> Path:
+    """The pretrained base under `cache_dir`, built once per version, seed and steps (safe across processes)."""
+    target = Path(cache_dir) / f"pixel-tiny-base-{PRETRAIN_VERSION}-seed{seed}-steps{steps}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    pretrain(default_config(out=str(staging), seed=seed, steps=steps))
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model(name: str, cache_dir: str | Path, seed: int = 0) -> str | Path:
+    """A model name as the CLIs take it: "tiny" (the pretrained base), "tiny-random", or a hub id / local path."""
+    if name == "tiny":
+        return ensure_pretrained_base(cache_dir, seed)
+    if name == "tiny-random":
+        return ensure_tiny_model(cache_dir, seed=seed)
+    return name
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Pretrain the tiny VLM on single-turn grounding and reading.")
     defaults = PretrainConfig()
@@ -196,12 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--blind", action="store_true", help="the control: every image flat gray")
     args = parser.parse_args(argv)
-    from rl_runner.config import DEFAULT_BUDGETS, DEFAULT_SUITE_KWARGS
-
-    config = PretrainConfig(
-        out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-        blind=args.blind, log_every=args.log_every, suite_kwargs=dict(DEFAULT_SUITE_KWARGS), budgets=DEFAULT_BUDGETS,
-    )
+    config = default_config(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            threads=args.threads, blind=args.blind, log_every=args.log_every)
     log = pretrain(config)
     print(json.dumps(log[-1]))
     print(f"saved the pretrained base to {config.out}")

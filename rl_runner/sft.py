@@ -18,10 +18,10 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from agents.chat import load_processor
-from agents.tiny import resolve_model
 from rl_runner.algorithms import forward_logprobs
 from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, split_losses
+from rl_runner.pretrain import resolve_model
 from rl_runner.traces import load_traces
 
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
 from agents.chat import load_processor
-from agents.tiny import resolve_model
 from agents.vlm import VLMAgent
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.reward import NO_CURIOSITY, RewardParts, rapr, shape_group
@@ -39,6 +38,7 @@ from rl_runner.config import TrainConfig, load_config, save_config
 from rl_runner.diagnostics import grayed
 from rl_runner.evaluation import ToolsDisabled, blind_accuracy, looking_metrics
 from rl_runner.plots import plot_learning_curve
+from rl_runner.pretrain import resolve_model
 from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
 from rl_runner.run_dir import RunFolder, RunFolderError
 from rl_runner.sft import train_sft
@@ -90,11 +90,8 @@ class Run:
 
 
 def base_model_path(config: TrainConfig) -> str | Path:
-    """The model SFT starts from: the pretrained tiny base, a random tiny model, or a hub id / local path."""
-    try:
-        return resolve_model(config.model, Path(config.out_dir).resolve() / ".tiny-models", seed=config.seed)
-    except FileNotFoundError as error:
-        raise SystemExit(f"error: {error}") from None
+    """The model SFT starts from: the pretrained tiny base (built once, cached), a random tiny model, or a hub id."""
+    return resolve_model(config.model, Path(config.out_dir).resolve() / ".tiny-models", seed=config.seed)
 
 
 def device_for(config: TrainConfig) -> torch.device:

@@ -16,7 +16,7 @@ from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
 from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_hits
-from rl_runner.pretrain import ExampleMaker, PretrainConfig, example_stream, main
+from rl_runner.pretrain import ExampleMaker, PretrainConfig, ensure_pretrained_base, example_stream, main, resolve_model
 
 SMALL_SUITE = {"image_size": (700, 800), "cell": 3, "categories": ("attribute",)}
 
@@ -132,3 +132,15 @@ def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert 3e6 < sum(p.numel() for p in model.parameters()) < 5e6
     assert "saved the pretrained base" in capsys.readouterr().out
+
+
+def test_the_main_jobs_tiny_model_is_the_pretrained_base_built_once(tmp_path: Path) -> None:
+    base = ensure_pretrained_base(tmp_path, seed=0, steps=1)
+    assert (base / "pretrain_log.jsonl").is_file()
+    assert json.loads((base / "pretrain_config.json").read_text())["steps"] == 1
+    stamp = (base / "model.safetensors").stat().st_mtime_ns
+    assert ensure_pretrained_base(tmp_path, seed=0, steps=1) == base
+    assert (base / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert not list(tmp_path.glob(".building-*"))
+    assert resolve_model("Qwen/Qwen2.5-VL-7B-Instruct", tmp_path) == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert (Path(resolve_model("tiny-random", tmp_path)) / "config.json").is_file()

@@ -77,6 +77,18 @@ def test_global_view_answers_near_chance(name: str) -> None:
         assert mean(scores["noop"]) <= limit
 
 
+def test_the_main_jobs_default_setting_needs_the_zoom() -> None:
+    """`python -m rl_runner.train`'s tasks and budgets: the global view reads near chance, the oracle zoom reads."""
+    from rl_runner.config import DEFAULT_BUDGETS, DEFAULT_SUITE_KWARGS
+
+    tasks = make_suite("fine_detail", size=100, split="test", **DEFAULT_SUITE_KWARGS)
+    noop = mean(score_answer(global_view_answer(t, DEFAULT_BUDGETS), t) for t in tasks)
+    oracle = mean(score_answer(oracle_answer(t, DEFAULT_BUDGETS), t) for t in tasks)
+    chance = mean(1 / len(t.choices) for t in tasks)
+    print(f"main job setting: no-op {noop:.3f} (chance {chance:.3f}), oracle {oracle:.3f}")
+    assert noop <= chance + 0.15 and oracle >= 0.95
+
+
 @pytest.mark.parametrize("name", IMAGE_SIDES)
 def test_image_sizes_in_range(name: str) -> None:
     low, high = IMAGE_SIDES[name]

@@ -167,7 +167,7 @@ def global_view_answer(task: Task, budgets: Budgets | str = "compact", image: Im
         indices = sample_frame_indices(len(task.video), SHOWN_FRAMES)
         return read_video(task, [fit_to_budget(task.video[i].open(), limits.frame_shown) for i in indices], indices)
     original = image if image is not None else task.images[0].open()
-    return read_image(task, fit_to_budget(original, limits.original), (0, 0, *original.size))
+    return read_image(task, limits.serve_image(fit_to_budget(original, limits.original)), (0, 0, *original.size))
 
 
 def oracle_answer(task: Task, budgets: Budgets | str = "compact", image: Image.Image | None = None) -> str:
@@ -180,4 +180,5 @@ def oracle_answer(task: Task, budgets: Budgets | str = "compact", image: Image.I
     original = image if image is not None else task.images[0].open()
     target = Box.union(task.target_boxes).normalized(*original.size)
     region = resolve_box(target, original.size, "normalized", padding=PADDING)
-    return read_image(task, crop_to_budget(original, region, limits.crop), region)
+    return read_image(task, limits.serve_image(crop_to_budget(original, region, limits.crop)), region)
+
