@@ -14,8 +14,10 @@ that add up to its wall time:
 After each step, every batch the agent generated is generated again by a bare `model.generate` (the same inputs,
 max_new_tokens, sampling settings, stop ids and torch RNG state; no logits output, no suppressed tokens), so rollout
 tokens/s (the trainer's `tokens_per_s`: tokens over `act_batch` time) pairs with a baseline measured under the same
-machine load. Memory is the process's peak resident set (`getrusage`): at the start, after loading the model, after
-the warm-up step's rollout and update, and at the end. Prints a table and writes JSON (default
+machine load; beside it, the same replay with the agent's generate kwargs shows what those kwargs cost
+(`bare_over_agent_kwargs`). Replays run on the weights the rollout had (saved before the step, restored after).
+Memory is the process's peak resident set (`getrusage`): at the start, after loading the model, after the warm-up
+step's rollout and update, and at the end. Prints a table and writes JSON (default
 `benchmarks/results/perf_train.json`). Model loading and the warm-up step are not timed.
 """
 
@@ -134,20 +136,30 @@ def recording(agent: agents.vlm.VLMAgent, calls: list[GenerateCall]) -> Iterator
 # ---------------------------------------------------------------------------------------------- measurements
 
 
-def bare_generate(model: Any, calls: Sequence[GenerateCall], stop_ids: Sequence[int]) -> dict[str, float]:
-    """Replay `calls` with `model.generate` and only the settings that decide the tokens; tokens and seconds."""
-    tokens, seconds, same = 0, 0.0, 0
+def replay(model: Any, calls: Sequence[GenerateCall], stop_ids: Sequence[int], bare_first: bool) -> dict[str, Any]:
+    """Replay `calls` with `model.generate`, each twice: with the agent's kwargs, and bare (only the settings that
+    decide the tokens); tokens and seconds of each variant. `bare_first` orders the pair (alternated per step)."""
+    totals = {name: {"tokens": 0, "seconds": 0.0, "calls": 0, "same_token_count_calls": 0}
+              for name in ("bare", "agent_kwargs")}
+    variants = {"bare": lambda call: {key: call.kwargs[key] for key in BARE_KEYS if key in call.kwargs},
+                "agent_kwargs": lambda call: call.kwargs}
+    order = ("bare", "agent_kwargs") if bare_first else ("agent_kwargs", "bare")
     with torch.no_grad():
         for call in calls:
-            torch.set_rng_state(call.rng_state)
-            kwargs = {key: call.kwargs[key] for key in BARE_KEYS if key in call.kwargs}
-            start = time.perf_counter()
-            sequences = model.generate(**call.inputs, **kwargs)
-            seconds += time.perf_counter() - start
-            count = generated_tokens(sequences[:, call.inputs["input_ids"].shape[1]:], stop_ids)
-            tokens += count
-            same += count == call.tokens
-    return {"tokens": tokens, "seconds": seconds, "calls": len(calls), "same_token_count_calls": same}
+            for name in order:
+                torch.set_rng_state(call.rng_state)
+                kwargs = variants[name](call)
+                start = time.perf_counter()
+                output = model.generate(**call.inputs, **kwargs)
+                seconds = time.perf_counter() - start
+                sequences = output.sequences if kwargs.get("return_dict_in_generate") else output
+                count = generated_tokens(sequences[:, call.inputs["input_ids"].shape[1]:], stop_ids)
+                row = totals[name]
+                row["tokens"] += count
+                row["seconds"] += seconds
+                row["calls"] += 1
+                row["same_token_count_calls"] += count == call.tokens
+    return {name: {**row, "tokens_per_s": row["tokens"] / row["seconds"]} for name, row in totals.items()}
 
 
 def measure_step(trainer: Trainer, agent: agents.vlm.VLMAgent, envs: list[PixelVQAEnv], step: int) -> dict[str, Any]:
@@ -160,23 +172,34 @@ def measure_step(trainer: Trainer, agent: agents.vlm.VLMAgent, envs: list[PixelV
                                    (PixelVQAEnv, "reset", "env"), (PixelVQAEnv, "step", "env"),
                                    (trainer.trainer, "encode", "encode"), (trainer.trainer, "update", "optimize")):
             stack.enter_context(timers.wrap(owner, method, key))
+        rollout_weights = weights(agent.model)
         start = time.perf_counter()
         record = trainer._rl_step(step, agent, envs)
         wall = time.perf_counter() - start
     seconds = split_time(timers.seconds, wall)
     tokens = sum(call.tokens for call in calls)
-    bare = bare_generate(agent.model, calls, agent.stop_ids)
+    updated_weights = weights(agent.model)
+    agent.model.load_state_dict(rollout_weights)
+    replays = replay(agent.model, calls, agent.stop_ids, bare_first=step % 2 == 0)
+    agent.model.load_state_dict(updated_weights)
     rollout_tps = tokens / timers.seconds["agent"]
-    bare_tps = bare["tokens"] / bare["seconds"]
+    bare_tps = replays["bare"]["tokens_per_s"]
     return {
         "step": step, "wall_s": wall, "seconds": seconds, "share": {part: v / wall for part, v in seconds.items()},
         "encode_s": timers.seconds["encode"], "generate_calls": len(calls), "generated_tokens": tokens,
         "rollout_tokens_per_s": rollout_tps, "generate_tokens_per_s": tokens / seconds["generation"],
-        "bare": {**bare, "tokens_per_s": bare_tps}, "bare_over_rollout": bare_tps / rollout_tps,
+        "bare": replays["bare"], "agent_kwargs_replay": replays["agent_kwargs"],
+        "bare_over_rollout": bare_tps / rollout_tps,
+        "bare_over_agent_kwargs": bare_tps / replays["agent_kwargs"]["tokens_per_s"],
         "trainer_record": {key: record[key] for key in ("step_seconds", "generation_seconds", "update_seconds",
                                                          "env_time_share", "tokens_per_s", "updated_episodes")
                            if key in record},
     }
+
+
+def weights(model: Any) -> dict[str, torch.Tensor]:
+    """A copy of the model's state dict."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 def split_time(measured: dict[str, float], wall: float) -> dict[str, float]:
@@ -237,6 +260,7 @@ def run(config: Config, threads: int = 1, model_path: Path | None = None) -> dic
         "rollout_tokens_per_s": median([s["rollout_tokens_per_s"] for s in steps]),
         "bare_tokens_per_s": median([s["bare"]["tokens_per_s"] for s in steps]),
         "bare_over_rollout": median([s["bare_over_rollout"] for s in steps]),
+        "bare_over_agent_kwargs": median([s["bare_over_agent_kwargs"] for s in steps]),
         "target": RATIO_TARGET,
     }
     device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu"
@@ -249,10 +273,12 @@ def run(config: Config, threads: int = 1, model_path: Path | None = None) -> dic
 
 def format_table(results: dict[str, Any]) -> str:
     summary, memory = results["summary"], results["memory"]
-    header = ["step s", *(f"{part} s" for part in PARTS), "rollout tok/s", "bare tok/s", "bare/rollout", "peak RSS MB"]
+    header = ["step s", *(f"{part} s" for part in PARTS), "rollout tok/s", "bare tok/s", "bare/rollout",
+              "bare/agent kwargs", "peak RSS MB"]
     cells = [f"{summary['wall_s']:.2f}", *(f"{summary['seconds'][p]:.2f}" for p in PARTS),
              f"{summary['rollout_tokens_per_s']:.1f}", f"{summary['bare_tokens_per_s']:.1f}",
-             f"{summary['bare_over_rollout']:.2f} (target <= {summary['target']})", f"{memory['peak_mb']:.0f}"]
+             f"{summary['bare_over_rollout']:.2f} (target <= {summary['target']})",
+             f"{summary['bare_over_agent_kwargs']:.2f}", f"{memory['peak_mb']:.0f}"]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(cells) + " |"])
 
 

@@ -34,11 +34,16 @@ def test_quick_run_reports_a_consistent_step(tmp_path: Path, tiny_model_path: Pa
         assert step["generate_calls"] >= 1 and 0 < step["generated_tokens"] <= 4 * 16 * 2
         assert step["rollout_tokens_per_s"] == pytest.approx(step["generated_tokens"] / agent)
         assert step["rollout_tokens_per_s"] <= step["generate_tokens_per_s"]
-        bare = step["bare"]
-        assert bare["calls"] == step["generate_calls"] and 0 <= bare["same_token_count_calls"] <= bare["calls"]
-        assert 0 < bare["tokens"] <= 4 * 16 * 2
-        assert bare["tokens_per_s"] == pytest.approx(bare["tokens"] / bare["seconds"])
+        bare, again = step["bare"], step["agent_kwargs_replay"]
+        for replayed in (bare, again):
+            assert replayed["calls"] == step["generate_calls"]
+            assert 0 <= replayed["same_token_count_calls"] <= replayed["calls"]
+            assert 0 < replayed["tokens"] <= 4 * 16 * 2
+            assert replayed["tokens_per_s"] == pytest.approx(replayed["tokens"] / replayed["seconds"])
+        # the agent's own kwargs and RNG state sample the agent's tokens again
+        assert again["tokens"] == step["generated_tokens"] and again["same_token_count_calls"] == again["calls"]
         assert step["bare_over_rollout"] == pytest.approx(bare["tokens_per_s"] / step["rollout_tokens_per_s"])
+        assert step["bare_over_agent_kwargs"] == pytest.approx(bare["tokens_per_s"] / again["tokens_per_s"])
         assert step["bare_over_rollout"] > 0
     memory = report["memory"]
     assert 0 < memory["start_mb"] <= memory["model_loaded_mb"] <= memory["rollout_mb"] <= memory["update_mb"]
