@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         overrides = {"sft_tasks": 6, "sft_epochs": 1, "rl_steps": 2, "tasks_per_step": 2, "group_size": 2,
                      "eval_tasks": 3, "eval_every": 2, "checkpoint_every": 2, "max_new_tokens": 24,
-                     "suite_kwargs": {"image_size": [600, 700]}, **overrides}
+                     "suite_kwargs": {"image_size": [600, 700]}, "model": "tiny-random", **overrides}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_seed = [run_seed(seed, out / "runs", overrides) for seed in args.seeds]

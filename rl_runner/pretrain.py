@@ -45,10 +45,12 @@ from pixel_gym.tasks import Task
 from rl_runner.algorithms import forward_logprobs
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, grayed, split_losses
+from rl_runner.plots import plot_pretraining
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
 PRETRAIN_VERSION = "p1"
+BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, inside the base's folder
 KINDS = ("ground", "look", "read")
 
 
@@ -177,6 +179,9 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                 log.append(record)
                 bar.set_postfix(coord=f"{record['loss_coordinate']:.2f}", answer=f"{record['loss_answer']:.2f}")
     save_base(model, processor, out, log, config)
+    blind_log = out / BLIND_DIR / "pretrain_log.jsonl"
+    blind = [json.loads(line) for line in blind_log.read_text().splitlines()] if blind_log.is_file() else []
+    plot_pretraining(log, blind, out / "pretrain_curve.png")
     return log
 
 
@@ -230,10 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--blind", action="store_true", help="the control: every image flat gray")
+    parser.add_argument("--blind", action="store_true", help="train only the control: every image flat gray")
+    parser.add_argument("--with-blind-control", action="store_true",
+                        help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
     config = default_config(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             threads=args.threads, blind=args.blind, log_every=args.log_every)
+    if args.with_blind_control:
+        pretrain(dataclasses.replace(config, out=str(Path(config.out) / BLIND_DIR), blind=True))
     log = pretrain(config)
     print(json.dumps(log[-1]))
     print(f"saved the pretrained base to {config.out}")

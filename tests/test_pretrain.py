@@ -125,10 +125,14 @@ def test_looking_metrics_on_real_episodes() -> None:
 
 def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "base"
-    main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1", "--threads", "1"])
-    log = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2]
-    assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
+    main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1", "--threads", "1",
+          "--with-blind-control"])
+    for folder in (out, out / "blind_control"):
+        log = [json.loads(line) for line in (folder / "pretrain_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2]
+        assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
+    assert json.loads((out / "blind_control" / "pretrain_config.json").read_text())["blind"] is True
+    assert (out / "pretrain_curve.png").stat().st_size > 10_000
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert 3e6 < sum(p.numel() for p in model.parameters()) < 5e6
     assert "saved the pretrained base" in capsys.readouterr().out

@@ -418,6 +418,7 @@ def test_launch_plan_composes_with_verl_config(tmp_path: Path) -> None:
     config = TrainConfig(
         name="v",
         out_dir=str(tmp_path),
+        model="tiny-random",
         rl_steps=2,
         tasks_per_step=2,
         group_size=4,
