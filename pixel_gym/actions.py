@@ -80,7 +80,6 @@ class ModelTurn:
 
 
 Action = ZoomIn | SelectFrames | Answer | Invalid
-PIXEL_OPS = (ZoomIn, SelectFrames)
 
 
 def parse_turn(text: Any, parser: Parser = "released") -> Action:

@@ -158,12 +158,6 @@ class Episode:
         ref = refs[index]
         return ref.size() if ref.is_encoded else self.source_image(index).size
 
-    def add_view(self, source: int, region: PixelBox, budget: PixelBudget, kind: str) -> View:
-        image = fit_to_budget(self.source_image(source).crop(region), budget)
-        view = View(source, region, image, kind)
-        self.views.append(view)
-        return view
-
     def add_crop(self, target: View, box: PixelBox, from_source: bool = False) -> View:
         """A crop of `target` resized into `budgets.crop`. `box` is in pixels of `target.image` (the released rule:
         cut the view as kept), or of the full-resolution region `target` shows when `from_source`."""

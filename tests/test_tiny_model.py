@@ -188,6 +188,6 @@ def test_structured_tool_calls_render_as_the_env_text_format(processor) -> None:
     rendered = render_messages(processor, [user, structured, tool])
     assert rendered.startswith(render_messages(processor, [user, as_text], add_generation_prompt=False))
     assert rendered.endswith(
-        "<|im_start|>user\n<tool_response>\nHere is the cropped image (Image Size: 56x56):"
+        "<|im_start|>user\n<tool_response>\n\nHere is the cropped image (Image Size: 56x56):"
         "<|vision_start|><|image_pad|><|vision_end|>\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     )
