@@ -71,6 +71,7 @@ class PretrainConfig:
     blind: bool = False  # the control: every image replaced by flat gray
     log_every: int = 25
     save_every: int = 250
+    device: str = "cpu"
     threads: int = 0
 
 
@@ -145,7 +146,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     build_tiny_model(out, seed=config.seed, shape=BASE_SHAPE)
-    model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
+    device = torch.device(config.device)
+    model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).to(device)
     processor = load_processor(out)
     tokenizer = processor.tokenizer
     torch.manual_seed(config.seed)
@@ -161,6 +163,7 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
             chats = [next(stream) for _ in range(config.batch_size)]
             encoded = [encode_conversation(processor, grayed(c) if config.blind else c) for c in chats]
             inputs, mask = batch_conversations(encoded, tokenizer.pad_token_id or 0)
+            inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
             logprobs, _ = forward_logprobs(model, inputs)
             loss = -(logprobs * mask).sum() / mask.sum()
             optimizer.zero_grad(set_to_none=True)
@@ -235,12 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--blind", action="store_true", help="train only the control: every image flat gray")
     parser.add_argument("--with-blind-control", action="store_true",
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
     config = default_config(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            threads=args.threads, blind=args.blind, log_every=args.log_every)
+                            threads=args.threads, blind=args.blind, log_every=args.log_every, device=args.device)
     if args.with_blind_control:
         pretrain(dataclasses.replace(config, out=str(Path(config.out) / BLIND_DIR), blind=True))
     log = pretrain(config)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pixel_gym.actions import ModelTurn
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.episode import Episode, text_message
 from pixel_gym.tasks import Task
@@ -84,8 +85,10 @@ def run_episodes(
         for i, turn in zip(live, turns):
             text, count = (turn.text, len(turn.response_ids)) if hasattr(turn, "text") else (str(turn), 0)
             tokens[i] += count
+            # with token ids the env can apply the released prompt + output token limit
+            action = ModelTurn(text, len(turn.prompt_ids) + count) if hasattr(turn, "prompt_ids") else text
             try:
-                obs, _, terminated, truncated, info = envs[i].step(text)
+                obs, _, terminated, truncated, info = envs[i].step(action)
             except Exception as error:  # one crashing turn fails its episode, not the run
                 messages = [*observations.pop(i)["messages"], text_message("assistant", text)]
                 finished[i] = _failed(tasks[i], groups[i], messages, envs[i].episode, tokens[i], error)

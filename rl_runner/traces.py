@@ -47,7 +47,7 @@ def needs_operation(episode: Episode) -> bool:
     if task.is_video or not task.target_boxes:
         return True
     first = episode.views[0]
-    scale = min(first.image.width / first.frame_size[0], first.image.height / first.frame_size[1])
+    scale = min(first.seen.width / first.frame_size[0], first.seen.height / first.frame_size[1])
     shorter = min(min(b.x2 - b.x1, b.y2 - b.y1) for b in task.target_boxes)
     return shorter * scale < VISIBLE_SIDE
 
@@ -214,10 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-tasks", type=int, default=64)
     parser.add_argument("--self-correct-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budgets", default="compact", help="pixel budgets of the views (a preset name)")
     parser.add_argument("--out", default="runs/traces")
     args = parser.parse_args(argv)
     suite = make_suite(args.suite, size=args.num_tasks, seed=args.seed, split="train")
-    traces = synthesize(suite, PixelVQAEnv(tasks=suite), args.self_correct_fraction, args.seed)
+    traces = synthesize(suite, PixelVQAEnv(tasks=suite, budgets=args.budgets), args.self_correct_fraction, args.seed)
     path = save_traces(traces, args.out)
     kinds = {k: sum(t.kind == k for t in traces) for k in KINDS}
     print(f"wrote {len(traces)} traces to {path} ({kinds})")
