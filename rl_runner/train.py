@@ -78,8 +78,8 @@ class Run:
             return [json.loads(line) for line in lines[:-1]]
 
     def truncate_log(self, next_step: int) -> None:
-        """Drop RL records from `next_step` on (they are recomputed after a resume)."""
-        kept = [r for r in self.records() if r["stage"] == "sft" or r["step"] < next_step]
+        """Drop RL records from `next_step` on (they are recomputed after a resume); SFT records stay."""
+        kept = [r for r in self.records() if r["stage"] in ("sft", "sft_blind") or r["step"] < next_step]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def latest_rl_checkpoint(self) -> Path | None:

@@ -56,6 +56,13 @@ def test_main_job_writes_metrics_plot_and_loadable_checkpoints(uninterrupted: Pa
     records = comparable(uninterrupted)
     stages = [r["stage"] for r in records]
     assert stages.count("rl") == 3 and "sft" in stages and stages.count("eval") == 3
+    assert stages.count("sft_blind") == stages.count("sft")  # the blind control trains the same steps
+    sft = [r for r in records if r["stage"] == "sft"]
+    assert all(key in r for r in sft for key in ("loss_template", "loss_coordinate", "loss_answer"))
+    evals = [r for r in records if r["stage"] == "eval"]
+    for key in ("eval_accuracy", "eval_blind_accuracy", "eval_no_tool_accuracy", "eval_valid_call_rate",
+                "eval_target_hit_rate", "eval_rapr", "eval_episodes"):
+        assert all(key in r for r in evals), key
     rl = [r for r in records if r["stage"] == "rl"]
     for key in ("accuracy", "rapr", "ops_per_episode", "reward", "reward_correctness", "reward_curiosity",
                 "reward_penalty", "invalid_call_rate", "updated_episodes"):
