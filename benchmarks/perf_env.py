@@ -10,7 +10,6 @@ timed runs, and each ratio pairs measurements from the same run, so machine load
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import platform
@@ -28,6 +27,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw
 
+from benchmarks.report import report
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.tasks import Task
@@ -320,11 +320,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.episodes:
         config = replace(config, episodes=args.episodes)
     results = run(config)
-    print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return results
+    return report(results, format_table(results), args.out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import agents.vlm
 from agents.tiny import ensure_tiny_model
 from benchmarks.eval import Settings, agent_factory, evaluate_suite, read_records
 from benchmarks.perf_env import VSTAR_SIZE, photo_like
+from benchmarks.report import report
 from pixel_gym.datasets import load_tasks
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
@@ -178,10 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     results = run(QUICK if args.quick else FULL, args.model)
-    print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    return results
+    return report(results, format_table(results), args.out)
 
 
 if __name__ == "__main__":

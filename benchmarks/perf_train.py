@@ -24,7 +24,6 @@ step's rollout and update, and at the end. Prints a table and writes JSON (defau
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -43,6 +42,7 @@ import agents.vlm
 from agents.chat import load_processor
 from agents.tiny import ensure_tiny_model
 from benchmarks.perf_eval import Timers
+from benchmarks.report import report
 from pixel_gym.env import PixelVQAEnv
 from rl_runner.algorithms import PolicyTrainer
 from rl_runner.config import TrainConfig
@@ -292,11 +292,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     results = run(QUICK if args.quick else FULL, args.threads, args.model)
-    print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return results
+    return report(results, format_table(results), args.out)
 
 
 if __name__ == "__main__":
