@@ -251,6 +251,35 @@ def _delta(before: float | None, after: float | None) -> float | None:
 # ----------------------------------------------------------------------------------------------- reporting
 
 
+# Turns and actions from the hostile-input audit (issue 11) that used to crash a step or take seconds.
+HOSTILE_TURNS: dict[str, Any] = {
+    "huge integer in a box": '<tool_call>{"name": "crop_image_normalized", "arguments": {"bbox_2d": [1' + "9" * 5000
+    + ', 0, 1, 1], "target_image": 1}}</tool_call>',
+    "integer overflowing float": '<tool_call>{"name": "crop_image_normalized", "arguments": {"bbox_2d": [1' + "0" * 400
+    + ', 0, 1, 1], "target_image": 1}}</tool_call>',
+    "nested boxed": "\\boxed{" * 2340,
+    "non-finite structured zoom": (1, {"bbox": np.zeros(4), "target_image": float("inf")}),
+    "huge frame mask": (2, np.ones(10_000_000, dtype=np.int8)),
+}
+
+
+def hostile_steps(env: PixelVQAEnv, plans: Plans, repeats: int) -> dict[str, Any]:
+    """The slowest hostile step against the median ordinary zoom step, both measured here."""
+    ordinary = steps_per_second(env, plans, repeats)["zoom_step_ms"]
+    times: dict[str, float] = {}
+    for name, action in HOSTILE_TURNS.items():
+        runs = []
+        for seed in range(repeats):
+            env.reset(seed=seed)
+            started = time.perf_counter()
+            env.step(action)
+            runs.append((time.perf_counter() - started) * 1000)
+        times[name] = median(runs)
+    worst = max(times, key=times.__getitem__)
+    return {"step_ms": times, "worst": worst, "worst_ms": times[worst], "zoom_step_ms": ordinary,
+            "ratio": times[worst] / ordinary}
+
+
 def run(config: Config) -> dict[str, Any]:
     """All measurements, as a JSON-ready dict."""
     load_before = os.getloadavg()
@@ -269,6 +298,7 @@ def run(config: Config) -> dict[str, Any]:
                 "vstar_jpeg": zoom_overhead(jpeg, plans, config.repeats),
             },
             "async_vector": async_speedup(partial(make_env, config.zooms, tasks), plans, config.repeats),
+            "hostile": hostile_steps(fine, plans, config.repeats),
         }
     results["meta"] = {
         "config": asdict(config), "image_size": list(VSTAR_SIZE), "budgets": "compact",
@@ -296,6 +326,9 @@ def format_table(results: dict[str, Any]) -> str:
         cpu = row["cpu_ms_per_step"]
         detail += (f"; CPU ms/step single {cpu['single_env']:.1f}, worker {cpu['vector_worker']:.1f}, "
                    f"main {cpu['vector_main']:.1f} -> idle-core estimate {row['idle_cores_estimate']:.2f}x")
+    hostile = results["hostile"]
+    rows.append(("worst hostile step / zoom step", "fine_detail", f"{hostile['ratio']:.2f}",
+                 f"{hostile['worst']}: {hostile['worst_ms']:.2f} ms vs {hostile['zoom_step_ms']:.2f} ms"))
     rows.append((f"AsyncVectorEnv({row['workers']}) / one env", "vstar_jpeg",
                  f"{row['speedup']:.2f}x (target >= {row['target']})", detail))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -33,6 +33,9 @@ def test_quick_benchmark_writes_complete_json(tmp_path: Path) -> None:
     if vector["cpu_ms_per_step"] is not None:
         assert all(value >= 0 for value in vector["cpu_ms_per_step"].values())
         assert vector["idle_cores_estimate"] > 0
+    hostile = results["hostile"]
+    assert set(hostile["step_ms"]) == set(perf_env.HOSTILE_TURNS) and hostile["worst"] in hostile["step_ms"]
+    assert hostile["ratio"] == hostile["worst_ms"] / hostile["zoom_step_ms"] and hostile["worst_ms"] > 0
     assert results["meta"]["config"] == {
         "zooms": 2, "episodes": 2, "repeats": 2, "num_images": 1, "suite_size": 8,
     }
