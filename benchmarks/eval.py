@@ -293,9 +293,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         by_id = read_records(results)
         records += [by_id[task.id] for task in tasks if task.id in by_id]
     rows = summarize(records)
-    table = format_table(rows)
+    skipped = {name: tasks.skip_counts() for name, tasks in selected.items() if getattr(tasks, "skipped", ())}
+    table = format_table(rows) + "".join(
+        f"\nskipped in {name} (missing or unusable records): {sum(counts.values())} ({counts})"
+        for name, counts in skipped.items()
+    )
     print(table)
-    summary = {"settings": asdict(settings), "rows": rows, "galleries": galleries}
+    summary = {"settings": asdict(settings), "rows": rows, "galleries": galleries, "skipped": skipped}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(table + "\n")
     return summary

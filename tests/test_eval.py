@@ -162,3 +162,21 @@ def test_rapr_counts_tool_calls_and_rapr_ops_successful_ops(tmp_path: Path, chat
     assert (overall["rapr"], overall["rapr_ops"], overall["ops_per_episode"]) == (100.0, 0.0, 0.0)
     assert [(r["num_tool_calls"], r["num_errors"], r["turns"]) for r in lines(tmp_path / "out" / "fine_detail.jsonl")
             ] == [(1, 1, 2), (1, 1, 2)]
+
+
+def test_skipped_dataset_records_are_in_the_summary(tmp_path: Path) -> None:
+    """MVBench questions whose video is missing (as on the hub) are counted in summary.json and the table."""
+    root = tmp_path / "data" / "mvbench"
+    frames = root / "video" / "tvqa" / "frames_fps3_hq" / "clip_1"
+    frames.mkdir(parents=True)
+    for i in range(1, 31):
+        Image.new("RGB", (32, 32), (6 * i, 80, 120)).save(frames / f"{i:05d}.jpg")
+    (root / "json").mkdir()
+    question = {"question": "What did Sheldon do?", "candidates": ["sat", "stood", "ran"], "answer": "ran",
+                "start": 2.0, "end": 8.0}
+    records = [{"video": "clip_1", **question}, {"video": "clip_gone", **question}]
+    (root / "json" / "episodic_reasoning.json").write_text(json.dumps(records))
+    summary = run(tmp_path / "out", "--agent", "oracle", "--suite", "mvbench", "--data-dir", str(tmp_path / "data"))
+    assert summary["skipped"] == {"mvbench": {"episodic_reasoning": 1}}
+    assert rows(summary, "mvbench")["all"]["n"] == 1
+    assert "skipped in mvbench (missing or unusable records): 1" in (tmp_path / "out" / "summary.md").read_text()
