@@ -220,6 +220,9 @@ class Task:
     category: str = ""
     source: str = "custom"
     annotations: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # the question exactly as the dataset writes it (options included): shown unchanged when set (the released
+    # protocol reformats nothing); otherwise the prompt is built from `question` and `choices`
+    text_as_written: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -245,7 +248,9 @@ class Task:
         return bool(self.video)
 
     def prompt_text(self) -> str:
-        """The question as shown to a model, with lettered options for multiple choice."""
+        """The question as shown to a model: the dataset's own text, else with lettered options for multiple choice."""
+        if self.text_as_written:
+            return self.text_as_written
         if not self.choices:
             return self.question
         letters = choice_letters(len(self.choices))

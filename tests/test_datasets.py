@@ -161,6 +161,8 @@ def test_vstar_jsonl_layout(vstar: Path) -> None:
     first = tasks[0]
     assert first.question == "What is the material of the glove?"
     assert first.choices == ("cotton", "nylon", "rubber", "leather") and first.answers == ("C",)
+    record = json.loads((vstar / "test_questions.jsonl").read_text().splitlines()[0])
+    assert first.prompt_text() == record["text"]  # shown exactly as the benchmark writes it
     assert first.metric == "choice" and first.category == "direct_attributes" and first.source == "vstar"
     assert first.target_boxes == (Box(100, 50, 140, 80, "glove"),)
     assert first.images[0].size() == (400, 300)

@@ -57,13 +57,14 @@ def _from_jsonl(root: Path, questions: Path) -> Iterator[Task]:
         task_id = f"vstar/{field(record, 'question_id', (int, str), where)}"
         relative = record_path(record, "image", where)
         image = image_file(root, relative, task_id, where)  # checked (inside the root) before its sidecar
-        question, choices = split_options(field(record, "text", str, where), where)
+        text = field(record, "text", str, where)
+        question, choices = split_options(text, where)
         answer = answer_letter(str(field(record, "label", (str, int), where)), choices, where)
         sidecar = Path(str(image.source)).with_suffix(".json")
         boxes = _boxes(read_json(sidecar), str(sidecar)) if sidecar.is_file() else ()
         category = record.get("category") or Path(relative).parent.name
         yield make_task(where, id=task_id, question=question, answers=(answer,), metric="choice", images=(image,),
-                        choices=choices, target_boxes=boxes, category=category, source="vstar",
+                        choices=choices, target_boxes=boxes, category=category, source="vstar", text_as_written=text,
                         answer_type="choice")
 
 
