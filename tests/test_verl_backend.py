@@ -523,3 +523,21 @@ def test_plugin_registers_everything_when_verl_imports_it() -> None:
     }
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["compute_grpo_curiosity_advantage", "True"], result.stderr[-2000:]
+
+
+def test_a_video_question_reaches_verl_as_its_frames(caplog: pytest.LogCaptureFixture) -> None:
+    """verl's rows and tool responses take images only: the one video input goes as 16 frame images."""
+    from pixel_gym.env import PixelVQAEnv
+    from rl_runner.verl_backend.messages import chat_images, placeholder_messages, to_chat
+
+    env = PixelVQAEnv(suite="video", size=1)
+    obs, _ = env.reset(seed=0)
+    video = next(p["video"] for m in obs["messages"] for p in m["content"] if p["type"] == "video")
+    with caplog.at_level("WARNING"):
+        chat = to_chat(obs["messages"])
+        rows, images = placeholder_messages(obs["messages"])
+    frames = chat_images(chat)
+    assert len(frames) == len(video) == 16 and len(images) == 16
+    assert frames[3].size == (video[3].shape[1], video[3].shape[0])
+    question = obs["messages"][-1]["content"][-1]["text"]
+    assert rows[-1]["content"].count("<image>") == 16 and rows[-1]["content"].endswith(question)
