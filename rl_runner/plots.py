@@ -29,13 +29,13 @@ def smoothed(values: Sequence[float], window: int = 10) -> np.ndarray:
 
 
 def plot_loss_split(axis: Any, real: Sequence[dict[str, Any]], blind: Sequence[dict[str, Any]], title: str,
-                    num_choices: int = 4) -> None:
+                    num_choices: int = 4, window: int = 10) -> None:
     """Loss per token kind (solid: the run; dashed: the blind control on gray images) beside the uniform levels."""
     for key, color in KIND_COLORS.items():
         label = key.removeprefix("loss_")
         for records, style, suffix in ((real, "-", ""), (blind, "--", " (blind)")):
             if records and key in records[0]:
-                axis.plot([r["step"] for r in records], smoothed([r[key] for r in records]), style, color=color,
+                axis.plot([r["step"] for r in records], smoothed([r[key] for r in records], window), style, color=color,
                           label=label + suffix)
     for key, level in uniform_levels(num_choices).items():
         axis.axhline(level, color=KIND_COLORS[key], linestyle=":", linewidth=1)
@@ -46,7 +46,7 @@ def plot_loss_split(axis: Any, real: Sequence[dict[str, Any]], blind: Sequence[d
 def plot_pretraining(real: Sequence[dict[str, Any]], blind: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """The pretraining loss split of the base and of its blind control."""
     figure, axis = plt.subplots(figsize=(6, 4))
-    plot_loss_split(axis, real, blind, "pretraining")
+    plot_loss_split(axis, real, blind, "pretraining", window=1)  # records are already window means
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
