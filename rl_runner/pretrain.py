@@ -36,7 +36,7 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
-from agents.scripted import crop_call, outward_box
+from agents.scripted import crop_call, outward_box, target_region
 from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
@@ -98,7 +98,7 @@ class ExampleMaker:
         obs, _ = self.env.reset(options={"task": task})
         global_view = obs["images"][0]
         width, height = task.annotations["image_size"]
-        target = task.target_boxes[0].normalized(width, height)
+        target = target_region(task, (width, height))
         if kind == "ground":
             colored = [tag for tag in task.annotations["tags"] if tag["color"] != "gray"]
             picks = self.rng.permutation(len(colored))[:2]
@@ -129,7 +129,7 @@ def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[lis
                            **config.suite_kwargs)
         maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), rng)
         for task in suite:
-            locatable = task.category == "attribute"
+            locatable = task.annotations.get("locatable", False)
             allowed = [k for k in kinds if locatable or k == "read"]
             p = weights[[kinds.index(k) for k in allowed]]
             yield from maker.examples(task, allowed[int(rng.choice(len(allowed), p=p / p.sum()))])
