@@ -27,9 +27,24 @@ def outward_box(bbox: Sequence[float], decimals: int = 2) -> list[float]:
     return [x1, y1, x2, y2]
 
 
+def zoom_box(bbox: Sequence[float], decimals: int = 2) -> list[float]:
+    """The box a trace asks for to see `bbox`: rounded outwards to `decimals`, except that along an axis where
+    `bbox` is smaller than one unit (10^-decimals) it is the unit cell holding its centre (the crop's 0.1 padding
+    still frames it). Small targets thus get boxes of one fixed size, located by their centre alone."""
+    unit = 10.0**-decimals
+    box = outward_box(bbox, decimals)
+    for axis in (0, 1):
+        low, high = bbox[axis], bbox[axis + 2]
+        if high - low < unit:
+            start = math.floor((low + high) / 2 / unit) * unit
+            box[axis] = round(min(start, 1 - unit), decimals)
+            box[axis + 2] = min(round(box[axis] + unit, decimals), NORMALIZED_TOP)
+    return box
+
+
 def crop_call(bbox: Sequence[float], target_image: int = 1, decimals: int = 2) -> str:
-    """A `crop_image_normalized` call on `bbox` rounded outwards to `decimals` (see `outward_box`)."""
-    arguments = {"bbox_2d": outward_box(bbox, decimals), "target_image": target_image}
+    """A `crop_image_normalized` call on `bbox` as `zoom_box` rounds it."""
+    arguments = {"bbox_2d": zoom_box(bbox, decimals), "target_image": target_image}
     return format_tool_call("crop_image_normalized", arguments)
 
 

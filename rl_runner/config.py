@@ -29,8 +29,12 @@ FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utiliza
 
 # The embedded defaults: fine-detail attribute questions whose tags show their colour in the global view but not
 # their symbol (2-pixel glyph cells on 1400-1800 px images: under 0.5 px in the compact view, 1.4 px or more in a
-# crop of at most 0.3 of the image's side); tests/test_suites.py checks that the zoom is needed.
-DEFAULT_SUITE_KWARGS: dict[str, Any] = {"image_size": (1400, 1800), "categories": ("attribute",)}
+# crop of at most 0.3 of the image's side); tests/test_suites.py checks that the zoom is needed. Fewer tags and
+# less clutter than the suite's defaults, and random wrong options: a from-scratch model can learn to find and read.
+DEFAULT_SUITE_KWARGS: dict[str, Any] = {
+    "image_size": (1400, 1800), "categories": ("attribute",), "num_tags": (8, 16), "num_colored": (3, 6),
+    "clutter": (20, 40), "distractors": "random",
+}
 DEFAULT_BUDGETS = "compact"
 
 

@@ -7,7 +7,9 @@ Kinds of example:
 
 - `ground`: the global view and "Where is the <colour> tag?" -> its box, normalized, rounded outwards to tenths;
 - `look`: the global view and the task question -> the first turn of a direct trace (a crop call on the target);
-- `read`: a crop around the target (jittered margins) and the task question -> what it shows, the boxed answer.
+- `read`: a crop around the target, as the look turn's box cuts it (shifted a little), and the task question ->
+  what it shows, the boxed answer;
+- `name`: the same crop and "Which symbol is printed on the <colour> tag?" without options -> the symbol itself.
 
 The main job's model "tiny" is this base: `ensure_pretrained_base` builds it once per version, seed and step count
 and caches it (like the random tiny model), at the default budget of `PretrainConfig.steps`.
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
-from agents.scripted import crop_call, outward_box, target_region
+from agents.scripted import crop_call, target_region, zoom_box
 from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
@@ -49,9 +51,10 @@ from rl_runner.plots import plot_pretraining
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
-PRETRAIN_VERSION = "p1"
+PRETRAIN_VERSION = "p2"
 BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, inside the base's folder
-KINDS = ("ground", "look", "read")
+KINDS = ("ground", "look", "read", "name")
+READ_SHIFT = 0.08  # how far a read crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
 
 
 @dataclass
@@ -62,7 +65,9 @@ class PretrainConfig:
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
-    kind_weights: dict[str, float] = field(default_factory=lambda: {"ground": 0.4, "look": 0.2, "read": 0.4})
+    kind_weights: dict[str, float] = field(
+        default_factory=lambda: {"ground": 0.3, "look": 0.15, "read": 0.35, "name": 0.2}
+    )
     steps: int = 200  # what fits the main job's CPU budget; grounding needs far more (see the README)
     batch_size: int = 8
     lr: float = 1e-3
@@ -105,18 +110,23 @@ class ExampleMaker:
             return [self._ground(global_view, colored[i], width, height) for i in picks]
         if kind == "look":
             return [chat(global_view, task.prompt_text(), look_turn(target))]
-        return [self._read(task, target)]
+        view = self._zoomed(target)
+        if kind == "name":
+            tag = task.annotations["tags"][task.annotations["targets"][0]]
+            return [chat(view, f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"])]
+        return [chat(view, task.prompt_text(), final_turn(task))]
 
     def _ground(self, view: np.ndarray, tag: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
         x1, y1, x2, y2 = tag["box"]
-        box = outward_box((x1 / width, y1 / height, x2 / width, y2 / height), BOX_DECIMALS)
+        box = zoom_box((x1 / width, y1 / height, x2 / width, y2 / height), BOX_DECIMALS)
         return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box))
 
-    def _read(self, task: Task, target: Sequence[float]) -> list[dict[str, Any]]:
-        margin = self.rng.uniform(0.0, 0.1, size=4)
-        region = np.clip(np.asarray(target) + margin * np.array([-1, -1, 1, 1]), 0.0, 1.0)
-        obs, *_ = self.env.step(crop_call(region, decimals=BOX_DECIMALS))
-        return chat(obs["images"][-1], task.prompt_text(), final_turn(task))
+    def _zoomed(self, target: Sequence[float]) -> np.ndarray:
+        """The target as the look turn's crop shows it, the box shifted by up to `READ_SHIFT` along each axis."""
+        box = np.asarray(zoom_box(target, BOX_DECIMALS))
+        shift = np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
+        obs, *_ = self.env.step(crop_call(np.clip(box + shift, 0.0, 0.99), decimals=2))
+        return obs["images"][-1]
 
 
 def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:

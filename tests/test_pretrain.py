@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
-from agents.scripted import crop_call, outward_box
+from agents.scripted import crop_call, outward_box, zoom_box
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
@@ -19,6 +19,13 @@ from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_
 from rl_runner.pretrain import ExampleMaker, PretrainConfig, ensure_pretrained_base, example_stream, main, resolve_model
 
 SMALL_SUITE = {"image_size": (700, 800), "cell": 3, "categories": ("attribute",)}
+
+
+def test_zoom_box_is_the_cell_of_a_small_targets_centre() -> None:
+    assert zoom_box((0.41, 0.22, 0.43, 0.24), 1) == [0.4, 0.2, 0.5, 0.3]
+    assert zoom_box((0.395, 0.22, 0.41, 0.35), 1) == [0.4, 0.2, 0.5, 0.4]  # centre 0.4025; tall: outward in y
+    assert zoom_box((0.95, 0.96, 0.97, 0.99), 1) == [0.9, 0.9, 0.99, 0.99]  # kept below 1
+    assert zoom_box((0.2, 0.3, 0.6, 0.7), 1) == outward_box((0.2, 0.3, 0.6, 0.7), 1)
 
 
 def test_outward_box_covers_the_box_and_stays_normalized() -> None:
@@ -75,9 +82,10 @@ def test_examples_are_what_the_env_shows() -> None:
         color = question.split("the ")[1].split(" tag")[0]
         tag = next(t for t in task.annotations["tags"] if t["color"] == color)
         box = json.loads(answer)
-        x1, y1, x2, y2 = tag["box"]
-        assert box[0] <= x1 / width and box[1] <= y1 / height and box[2] >= x2 / width and box[3] >= y2 / height
-        assert max(box) < 1
+        x1, y1, x2, y2 = np.asarray(tag["box"]) / [width, height, width, height]
+        assert box[0] <= (x1 + x2) / 2 <= box[2] and box[1] <= (y1 + y2) / 2 <= box[3]  # the cell of its centre
+        assert box[0] - 0.1 <= x1 and box[1] - 0.1 <= y1 and box[2] + 0.1 >= x2 and box[3] + 0.1 >= y2  # padded
+        assert max(box) < 1 and round(box[2] - box[0], 6) == round(box[3] - box[1], 6) == 0.1
     obs, _ = env.reset(options={"task": task})
     assert np.array_equal(ground[0][1]["content"][0]["image"], obs["images"][0])
     (look,) = maker.examples(task, "look")
@@ -86,6 +94,10 @@ def test_examples_are_what_the_env_shows() -> None:
     assert read[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
     assert read[1]["content"][0]["image"].shape != obs["images"][0].shape or not np.array_equal(
         read[1]["content"][0]["image"], obs["images"][0])
+    (name,) = maker.examples(task, "name")
+    target = task.annotations["tags"][task.annotations["targets"][0]]
+    assert name[1]["content"][1]["text"] == f"Which symbol is printed on the {target['color']} tag?"
+    assert name[2]["content"][0]["text"] == target["symbol"]
 
 
 def test_example_stream_draws_every_kind() -> None:

@@ -251,3 +251,15 @@ def test_easy_settings(name: str) -> None:
     assert {(pixels(task)[0].shape[1], pixels(task)[0].shape[0]) for task in suite[:3]} == {EASY_SIZES[name]}
 
 
+
+
+def test_random_distractors_are_other_symbols_and_unknown_kinds_are_refused() -> None:
+    tasks = make_suite("fine_detail", size=40, split="test", categories=("attribute",), distractors="random")
+    for task in tasks:
+        assert len(set(task.choices)) == len(task.choices) == 4
+        target = task.annotations["tags"][task.annotations["targets"][0]]
+        assert task.choices["ABCD".index(task.answers[0])] == target["symbol"]
+    near = make_suite("fine_detail", size=40, split="test", categories=("attribute",))
+    assert [t.choices for t in tasks] != [t.choices for t in near]
+    with pytest.raises(ValueError, match="distractors"):
+        FineDetailSuite(distractors="similar")

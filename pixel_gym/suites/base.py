@@ -88,11 +88,19 @@ def draw_size(rng: np.random.Generator, sides: IntRange) -> tuple[int, int]:
     return draw_int(rng, sides), draw_int(rng, sides)
 
 
+DISTRACTORS = ("lookalike", "random")
+
+
 def symbol_choices(
-    rng: np.random.Generator, symbol: str, num_choices: int, pool: str = SYMBOLS
+    rng: np.random.Generator, symbol: str, num_choices: int, pool: str = SYMBOLS, distractors: str = "lookalike"
 ) -> tuple[tuple[str, ...], str]:
-    """Options for "which symbol": `symbol` and its nearest look-alikes, shuffled; returns (choices, letter)."""
-    options = [symbol, *lookalikes(symbol, num_choices - 1, rng, pool)]
+    """Options for "which symbol": `symbol` and its nearest look-alikes (or, with `distractors="random"`, other
+    symbols drawn at random), shuffled; returns (choices, letter)."""
+    if distractors == "random":
+        others = [s for s in pool if s != symbol]
+        options = [symbol, *(others[i] for i in rng.choice(len(others), num_choices - 1, replace=False))]
+    else:
+        options = [symbol, *lookalikes(symbol, num_choices - 1, rng, pool)]
     order = rng.permutation(len(options))
     choices = tuple(options[i] for i in order)
     return choices, choice_letters(len(choices))[choices.index(symbol)]

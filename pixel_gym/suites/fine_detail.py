@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pixel_gym.suites.base import SOURCE, IntRange, Suite, check_range, draw_int, draw_size, symbol_choices
+from pixel_gym.suites.base import DISTRACTORS, SOURCE, IntRange, Suite, check_range, draw_int, draw_size, symbol_choices
 from pixel_gym.suites.drawing import NAMED_COLORS, PixelBox, free_spot, tag_annotation, tag_scene, tag_size
 from pixel_gym.suites.glyphs import SYMBOLS
 from pixel_gym.tasks import Box, ImageRef, Task
@@ -47,6 +47,8 @@ class FineDetailSuite(Suite):
         clutter: (min, max) background shapes.
         max_pair_distance: largest centre distance of a relative-position pair, in pixels.
         categories: the question types to draw from.
+        distractors: the wrong options of an attribute question: the symbol's nearest "lookalike"s, or "random"
+            other symbols (easier to tell apart once the glyph is legible).
     Easy setting for tiny agents: image_size=(448, 448), num_tags=(4, 8), num_colored=(2, 4), num_choices=2,
     cell=4, clutter=(0, 10).
     """
@@ -67,6 +69,7 @@ class FineDetailSuite(Suite):
         clutter: IntRange = (60, 120),
         max_pair_distance: int = 250,
         categories: tuple[str, ...] = CATEGORIES,
+        distractors: str = "lookalike",
     ) -> None:
         super().__init__(size, seed, split)
         self.image_size = check_range("image_size", image_size, 128)
@@ -89,6 +92,9 @@ class FineDetailSuite(Suite):
         self.clutter = check_range("clutter", clutter, 0)
         self.max_pair_distance = max_pair_distance
         self.categories = tuple(categories)
+        if distractors not in DISTRACTORS:
+            raise ValueError(f"distractors must be one of {DISTRACTORS}, got {distractors!r}")
+        self.distractors = distractors
 
     def make_task(self, index: int, rng: np.random.Generator) -> Task:
         size = draw_size(rng, self.image_size)
@@ -117,7 +123,7 @@ class FineDetailSuite(Suite):
                            color=str(colors[i]) if i < len(colors) else "gray")
             for i, (x, y) in enumerate(spots)
         ]
-        choices, answer = symbol_choices(rng, tags[0]["symbol"], self.num_choices)
+        choices, answer = symbol_choices(rng, tags[0]["symbol"], self.num_choices, distractors=self.distractors)
         question = f"Which symbol is printed on the {tags[0]['color']} tag?"
         return _Question(question, choices, answer, tags, [0], {"color": tags[0]["color"]})
 
