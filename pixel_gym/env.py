@@ -25,7 +25,7 @@ from pixel_gym.actions import (
 from pixel_gym.budgets import Budgets, resolve_budgets
 from pixel_gym.episode import Episode, text_message
 from pixel_gym.executor import CropFrom, Limits, execute
-from pixel_gym.ops import NormalizedRule
+from pixel_gym.ops import NormalizedRule, Operation, resolve_ops
 from pixel_gym.render import render_episode
 from pixel_gym.reward import CuriosityConfig, RewardParts, RunningRaPR, score_answer, shape_reward
 from pixel_gym.spaces import ChatHistory, RGBImage, UnicodeText
@@ -50,6 +50,9 @@ class PixelVQAEnv(gym.Env):
     tool call, any other turn is final; a 5th call, a result beyond 16 images or a context over 12,088 tokens ends
     the episode unanswered (`truncated`, `info["end"]` names the reason).
     Reward: 0 until the episode ends; then correctness (task metric) + curiosity bonus + op penalty.
+    Operations: `ops` names the registered operations offered (`pixel_gym.ops`; default the released two,
+    `crop_image_normalized` and `select_frames`); the prompt lists them, the parser reads them, the executor runs
+    them, and the structured action space holds the structured forms of those that have one.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
@@ -78,6 +81,7 @@ class PixelVQAEnv(gym.Env):
         curiosity: CuriosityConfig | dict[str, Any] | None = None,
         rapr_window: int = 8,
         system_prompt: str | None = None,
+        ops: Sequence[str | Operation] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -99,6 +103,7 @@ class PixelVQAEnv(gym.Env):
             crop_from=crop_from, normalized_if=normalized_if, refuse_degenerate=refuse_degenerate_boxes,
         )
         self.parser: Parser = parser
+        self.ops: tuple[Operation, ...] = resolve_ops(ops)
         self.max_turns = max_turns
         self.num_shown_frames = num_shown_frames
         self.curiosity = CuriosityConfig(**curiosity) if isinstance(curiosity, dict) else curiosity or CuriosityConfig()
@@ -108,7 +113,7 @@ class PixelVQAEnv(gym.Env):
         self.observation_space = spaces.Dict(
             {"images": spaces.Sequence(RGBImage(), stack=False), "question": UnicodeText(), "messages": ChatHistory()}
         )
-        self.action_space = structured_action_space(max_images, max(num_shown_frames, 1))
+        self.action_space = structured_action_space(max_images, max(num_shown_frames, 1), ops=self.ops)
         self.episode: Episode | None = None
 
     # ------------------------------------------------------------------------------------------ gym API
@@ -133,10 +138,10 @@ class PixelVQAEnv(gym.Env):
         if episode.answer is not None:
             raise RuntimeError("the episode has ended; call reset() before step()")
         tokens = _context_tokens(action)
-        parsed = from_structured(action, self.parser, max(self.num_shown_frames, 1))
+        parsed = from_structured(action, self.parser, max(self.num_shown_frames, 1), self.ops)
         episode.turns += 1
         episode.messages.append(text_message("assistant", _assistant_text(action, parsed)))
-        feedback = execute(parsed, episode, self.limits, tokens)
+        feedback = execute(parsed, episode, self.limits, tokens, self.ops)
         if feedback.parts:
             episode.messages.append({"role": "user", "content": feedback.parts})
         terminated = feedback.answer is not None
@@ -160,7 +165,7 @@ class PixelVQAEnv(gym.Env):
 
     def _start(self, task: Task) -> Episode:
         system = self.system_prompt if self.system_prompt is not None else prompts.system_prompt(
-            prompts.tools_for(task.is_video)
+            prompts.tools_for(task.is_video, self.ops)
         )
         return Episode.start(task, self.budgets, system, self.num_shown_frames)
 

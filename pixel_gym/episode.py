@@ -38,7 +38,7 @@ class View:
     source: int  # index into task.images, or into task.video for frames
     region: PixelBox  # the part of the source this view shows, in source pixels
     image: Image.Image
-    kind: str  # "original" | "crop" | "frame" | "selected_frame"
+    kind: str  # "original" | "crop" | "frame" | "selected_frame" | "derived"
     shown: Image.Image | None = None
 
     @property
@@ -158,9 +158,10 @@ class Episode:
         ref = refs[index]
         return ref.size() if ref.is_encoded else self.source_image(index).size
 
-    def add_crop(self, target: View, box: PixelBox, from_source: bool = False) -> View:
+    def crop_view(self, target: View, box: PixelBox, from_source: bool = False) -> View:
         """A crop of `target` resized into `budgets.crop`. `box` is in pixels of `target.image` (the released rule:
-        cut the view as kept), or of the full-resolution region `target` shows when `from_source`."""
+        cut the view as kept), or of the full-resolution region `target` shows when `from_source`. Like every
+        `*_view` method it makes the view; the executor adds it to `views` once the op has succeeded."""
         ox, oy = target.region[:2]
         if from_source:
             region = (ox + box[0], oy + box[1], ox + box[2], oy + box[3])
@@ -170,19 +171,20 @@ class Episode:
             sx, sy = target.frame_size[0] / target.image.width, target.frame_size[1] / target.image.height
             x1, y1, x2, y2 = (round(v * scale) for v, scale in zip(box, (sx, sy, sx, sy)))
             region = (ox + x1, oy + y1, ox + x2, oy + y2)
-        view = View(target.source, region, image, "crop", self._served(image))
-        self.views.append(view)
-        return view
+        return View(target.source, region, image, "crop", self._served(image))
 
-    def add_frame_view(self, shown: View, budget: PixelBudget) -> View:
+    def frame_view(self, shown: View, budget: PixelBudget) -> View:
         """A selected frame: the frame as shown resized into `budget` (the same image when it already fits), or
         the full-resolution frame with `budgets.frames_from_source`; given to the model as an image, so the serving
         engine's re-resize applies to it as to every image."""
         base = self.source_image(shown.source) if self.budgets.frames_from_source else shown.image
         image = fit_to_budget(base, budget)
-        view = View(shown.source, shown.region, image, "selected_frame", self._served(image))
-        self.views.append(view)
-        return view
+        return View(shown.source, shown.region, image, "selected_frame", self._served(image))
+
+    def derived_view(self, target: View, image: Image.Image) -> View:
+        """A new picture made from `target` by an op (rotated, enhanced, ...): it shows `target`'s region, as kept,
+        re-resized by the serving engine like every image. (For a rotation the region is the unrotated one.)"""
+        return View(target.source, target.region, image, "derived", self._served(image))
 
     @property
     def num_images(self) -> int:

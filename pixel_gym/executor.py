@@ -1,20 +1,25 @@
 """The executor: carries out one action on an episode and says what the agent sees next.
 
-Text turns and structured actions both arrive here as `pixel_gym.actions` dataclasses. Invalid requests never
-raise: they come back as an error message the model can read, and the episode goes on. A tool call past the
-released limits (a 5th call, more than 16 images, a context over 12,088 tokens) ends the episode unanswered
-(`Limits.end_at_limits`; False gives pixel-gym's older rule: an error message, and the episode goes on).
+Text turns and structured actions both arrive here as `pixel_gym.actions` dataclasses. A tool call runs the
+offered operation it names (`pixel_gym.ops.registry`): the op turns the episode's views and the parsed arguments
+into new views, which are added here. Invalid requests never raise: they come back as an error message the model
+can read, and the episode goes on. A tool call past the released limits (a 5th call, more than 16 images, a
+context over 12,088 tokens) ends the episode unanswered (`Limits.end_at_limits`; False gives pixel-gym's older
+rule: an error message, and the episode goes on).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from PIL import Image
+
 from pixel_gym import prompts
-from pixel_gym.actions import Action, Answer, Invalid, SelectFrames, ZoomIn
-from pixel_gym.episode import Episode, OpRecord
-from pixel_gym.ops import MAX_SELECTED_FRAMES, NormalizedRule, OpError, resolve_box, validate_frame_indices
+from pixel_gym.actions import Action, Answer, Invalid
+from pixel_gym.episode import Episode, OpRecord, View
+from pixel_gym.ops import MAX_SELECTED_FRAMES, NormalizedRule, OpCall, Operation, OpError, resolve_ops
 from pixel_gym.tasks import ImageLoadError
 
 CropFrom = Literal["kept", "source"]
@@ -59,29 +64,78 @@ class LimitReached(Exception):
         self.reason = reason
 
 
-def execute(action: Action, episode: Episode, limits: Limits, context_tokens: int | None = None) -> Feedback:
-    """Carry out `action`. `context_tokens` (prompt + output tokens of this turn, when the caller knows them) is
-    checked against `limits.max_context_tokens` for a tool call."""
+@dataclass(frozen=True)
+class OpContext:
+    """What an operation's function is given: the episode (its task, views and budgets) and the env's limits."""
+
+    episode: Episode
+    limits: Limits
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """Every picture shown so far, as kept (`target_image` k is `images[k - 1]` for an image question)."""
+        return [view.image for view in self.episode.views]
+
+    def target(self, number: int) -> View:
+        """The view `target_image` `number` names (`Episode.target_view`); raises `OpError`."""
+        return self.episode.target_view(number)
+
+    def new_view(self, target: View, image: Image.Image) -> View:
+        """A new picture an op made from `target` (see `Episode.derived_view`)."""
+        return self.episode.derived_view(target, image)
+
+    def check_room(self, added: int) -> None:
+        """Refuse (or end the episode) early when `added` more pictures would exceed the image limit; the
+        executor checks again after the op, so ops need not call it."""
+        _check_room(self.episode, self.limits, added)
+
+
+def execute(
+    action: Action,
+    episode: Episode,
+    limits: Limits,
+    context_tokens: int | None = None,
+    ops: Sequence[Operation] | None = None,
+) -> Feedback:
+    """Carry out `action` with the offered `ops` (None: the default ops). `context_tokens` (prompt + output
+    tokens of this turn, when the caller knows them) is checked against `limits.max_context_tokens` for a tool
+    call."""
     if isinstance(action, Answer):
         return Feedback(answer=action.text)
     if isinstance(action, Invalid) and not action.tool_call:
         return _error(episode, action.message)
-    tool = "malformed" if isinstance(action, Invalid) else _tool_name(action)
+    tool = "malformed" if isinstance(action, Invalid) else action.op
     try:
         _check_limits(episode, limits, context_tokens)
         if isinstance(action, Invalid):
             raise OpError(action.message)
-        if tool == "select_frames" and not episode.task.is_video:
-            raise OpError("select_frames works on videos only; this question is about an image")
-        if isinstance(action, ZoomIn):
-            return _zoom(action, episode, limits)
-        return _select(action, episode, limits)
+        return _run(_offered(resolve_ops(ops), action.op), action, episode, limits)
     except LimitReached as end:
         episode.ops.append(OpRecord(tool, ok=False, error=str(end)))
         return Feedback(error=str(end), end=end.reason)
     except (OpError, ImageLoadError) as error:
         episode.ops.append(OpRecord(tool, ok=False, error=str(error)))
         return _error(episode, str(error))
+
+
+def _offered(ops: Sequence[Operation], name: str) -> Operation:
+    for op in ops:
+        if op.name == name:
+            return op
+    raise OpError(f"unknown tool {name!r}; available tools: {', '.join(op.name for op in ops)}")
+
+
+def _run(op: Operation, action: Any, episode: Episode, limits: Limits) -> Feedback:
+    """Run `op`, add its views and record it; the result text, then the new images, is the next user turn."""
+    if isinstance(action, OpCall) and op.parse is not None:  # a generic call of an op with its own argument type
+        action = op.read(action.arguments, op.name)
+    result = op.run(OpContext(episode, limits), action)
+    _check_room(episode, limits, len(result.views))
+    source = None if result.source is None else next(i for i, v in enumerate(episode.views) if v is result.source)
+    episode.views.extend(result.views)
+    episode.ops.append(OpRecord(op.name, ok=True, view=source, region=result.region, frames=result.frames))
+    parts: list[dict[str, Any]] = [{"type": "text", "text": result.text}]
+    return Feedback(parts=parts + [{"type": "image", "image": view.array} for view in result.views])
 
 
 def _check_limits(episode: Episode, limits: Limits, context_tokens: int | None) -> None:
@@ -96,10 +150,6 @@ def _check_limits(episode: Episode, limits: Limits, context_tokens: int | None) 
                "give your final answer now")
 
 
-def _tool_name(action: ZoomIn | SelectFrames) -> str:
-    return "select_frames" if isinstance(action, SelectFrames) else "crop_image"
-
-
 def _check_room(episode: Episode, limits: Limits, added: int) -> None:
     if episode.num_images + added > limits.max_images:
         _limit(limits, "images", f"{added} more image(s) would exceed the limit of {limits.max_images} images; "
@@ -111,33 +161,6 @@ def _limit(limits: Limits, reason: str, message: str) -> None:
     if limits.end_at_limits:
         raise LimitReached(reason, message)
     raise OpError(message)
-
-
-def _zoom(action: ZoomIn, episode: Episode, limits: Limits) -> Feedback:
-    target = episode.target_view(action.target_image)
-    from_source = limits.crop_from == "source"
-    size = target.frame_size if from_source else target.image.size
-    box = resolve_box(action.bbox, size, action.convention, limits.padding,
-                      normalized_if=limits.normalized_if, refuse_degenerate=limits.refuse_degenerate)
-    _check_room(episode, limits, 1)
-    view = episode.add_crop(target, box, from_source)
-    episode.ops.append(OpRecord("crop_image", ok=True, view=episode.views.index(target), region=view.region))
-    text = prompts.crop_result_text(*view.image.size)
-    return Feedback(parts=[{"type": "text", "text": text}, {"type": "image", "image": view.array}])
-
-
-def _select(action: SelectFrames, episode: Episode, limits: Limits) -> Feedback:
-    """The released select_frames: the named shown frames, duplicates kept, each resized into
-    `budgets.frame_selected` from the frame as shown; numbered on from the pictures added so far."""
-    chosen = validate_frame_indices(action.frames, len(episode.shown_frames), limits.max_selected_frames)
-    _check_room(episode, limits, len(chosen))
-    first = len(episode.added_views) + 1
-    views = [episode.add_frame_view(episode.views[i], episode.budgets.frame_selected) for i in chosen]
-    text = prompts.frames_result_text(*views[0].image.size, first, first + len(views) - 1)
-    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    parts += [{"type": "image", "image": view.array} for view in views]
-    episode.ops.append(OpRecord("select_frames", ok=True, frames=tuple(episode.shown_frames[i] for i in chosen)))
-    return Feedback(parts=parts)
 
 
 def _error(episode: Episode, message: str) -> Feedback:

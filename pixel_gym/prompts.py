@@ -1,60 +1,24 @@
-"""Texts the environment shows a model: the tool system prompt and the tool-result messages.
+"""Texts the environment shows a model: the tool system prompt, the user turn and the error message.
 
-The tool schemas are those of the paper's released tools (`crop_image_normalized`, `select_frames`); the system
-prompt renders them the way Qwen2.5's chat template renders tools (Hermes style), so a model trained with the
-paper's code, or any Qwen2.5-VL, sees what it expects.
+The system prompt lists the schemas of the offered operations (`pixel_gym.ops`; by default the paper's released
+tools) the way Qwen2.5's chat template renders tools (Hermes style), so a model trained with the paper's code, or
+any Qwen2.5-VL, sees what it expects. Each op writes its own result text; the released ones are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-CROP_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "crop_image_normalized",
-        "description": "Zoom in on the image based on the bounding box coordinates. It is useful when the object "
-        "or text in the image is too small to be seen.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "bbox_2d": {
-                    "type": "array",
-                    "description": "coordinates for bounding box of the area you want to zoom in. Values should "
-                    "be within [0.0,1.0].",
-                    "items": {"type": "number"},
-                },
-                "target_image": {
-                    "type": "number",
-                    "description": "The index of the image to crop. Index from 1 to the number of images. "
-                    "Choose 1 to operate on original image.",
-                },
-            },
-            "required": ["bbox_2d", "target_image"],
-        },
-    },
-}
+from pixel_gym.ops import Operation, resolve_ops
+from pixel_gym.ops.crop import CROP_TOOL, crop_result_text
+from pixel_gym.ops.frames import SELECT_FRAMES_TOOL, frames_result_text
 
-SELECT_FRAMES_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "select_frames",
-        "description": "Select frames from a video.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "target_frames": {
-                    "type": "array",
-                    "description": "List of frame indices to select from the video (no more than 8 frames in "
-                    "total).",
-                    "items": {"type": "integer", "description": "Frame index from 1 to 16."},
-                }
-            },
-            "required": ["target_frames"],
-        },
-    },
-}
+__all__ = [
+    "ANSWER_INSTRUCTION", "CROP_TOOL", "QUESTION_SEPARATOR", "SELECT_FRAMES_TOOL", "crop_result_text", "error_text",
+    "frames_result_text", "image_header", "system_prompt", "tools_for", "user_text",
+]
 
 # The released user turn: the question as given, then this guidelines paragraph (its `vcot` template, which the
 # released code appends after "\n\n" to a template that itself starts with "\n\n").
@@ -67,10 +31,11 @@ ANSWER_INSTRUCTION = (
 QUESTION_SEPARATOR = "\n\n\n\n"
 
 
-def tools_for(is_video: bool) -> list[dict[str, Any]]:
-    """The tools of the system prompt: the released prompt lists both for image and video questions alike."""
+def tools_for(is_video: bool, ops: Sequence[str | Operation] | None = None) -> list[dict[str, Any]]:
+    """The tools of the system prompt: the schemas of the offered `ops` (None: the released two), for image and
+    video questions alike, as the released prompt lists them."""
     del is_video  # kept in the signature: callers ask per kind, the released protocol answers the same
-    return [CROP_TOOL, SELECT_FRAMES_TOOL]
+    return [op.schema for op in resolve_ops(ops)]
 
 
 def user_text(question: str) -> str:
@@ -89,16 +54,6 @@ def system_prompt(tools: list[dict[str, Any]], preamble: str = "You are a helpfu
         "<tool_call></tool_call> XML tags:\n<tool_call>\n"
         '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
     )
-
-
-def crop_result_text(width: int, height: int) -> str:
-    """The released crop result; `width` x `height` is the crop as kept (before any serving re-resize)."""
-    return f"\nHere is the cropped image (Image Size: {width}x{height}):"
-
-
-def frames_result_text(width: int, height: int, first: int, last: int) -> str:
-    """The released select_frames result; the frames are numbered `first` to `last` for `target_image`."""
-    return f"\nHere are the selected frames (Frame Size: {width}x{height}, Numbered {first} to {last}):"
 
 
 def error_text(message: str) -> str:

@@ -13,10 +13,10 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image, ImageDraw
 
-from pixel_gym.actions import Answer, ZoomIn
+from pixel_gym.actions import Answer
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.episode import Episode
-from pixel_gym.ops import OpError, resolve_box
+from pixel_gym.ops import OpAction
 from pixel_gym.render import BOX_COLORS
 from pixel_gym.suites.drawing import INK, PAPER, stamp_text
 from pixel_gym.suites.glyphs import ADVANCE, FONT, ROWS
@@ -37,12 +37,14 @@ def grid_boxes(scales: tuple[int, ...]) -> list[tuple[float, float, float, float
 class DiscreteZoomWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Discrete actions and one fixed-size uint8 image observation, for Stable-Baselines3 / CleanRL agents.
 
-    Actions (`Discrete(R + max_choices)`): 0..R-1 zoom into the cells of s x s grids over the original image,
-    for each s in `scales` (row by row; (2, 3) gives R = 4 + 9 = 13); R..R+max_choices-1 answer with option
-    letter A, B, ... Every zoom crops image 1 (the original image, or the first frame of a video), so the grid
-    always refers to the same picture; the env adds its usual padding around the cell. An action outside the
-    space raises ValueError; an invalid but in-range one (a letter the question does not have, a zoom after
-    the op budget is spent) goes to the env, which scores or reports it as usual (see `action_masks`).
+    Actions (`Discrete(R + max_choices)`): 0..R-1 are the discrete actions of the env's offered ops, in their
+    order (`Operation.discrete`); R..R+max_choices-1 answer with option letter A, B, ... With the default ops
+    the R actions zoom into the cells of s x s grids over the original image, for each s in `scales` (row by
+    row; (2, 3) gives R = 4 + 9 = 13); `rotate_image` adds 3 (90, 180, 270) and `enhance_contrast` 1, all on
+    image 1. Every zoom crops image 1 (the original image, or the first frame of a video), so the grid always
+    refers to the same picture; the env adds its usual padding around the cell. An action outside the space
+    raises ValueError; an invalid but in-range one (a letter the question does not have, a zoom after the op
+    budget is spent) goes to the env, which scores or reports it as usual (see `action_masks`).
 
     Observation: `Box(0, 255, (obs_size + T, 2 * obs_size, 3), uint8)`, HWC as SB3's `CnnPolicy` and CleanRL's
     CNN agents expect. It holds everything an agent needs to act, because after a zoom the latest view alone
@@ -89,6 +91,8 @@ class DiscreteZoomWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if question_lines < 0:
             raise ValueError(f"question_lines must be >= 0, got {question_lines}")
         self.boxes = grid_boxes(tuple(scales))
+        ops = env.unwrapped.ops
+        self.op_choices = [choice for op in ops if op.discrete is not None for choice in op.discrete(self.boxes)]
         self.letters = choice_letters(max_choices)
         self.max_choices = max_choices
         self.obs_size = obs_size
@@ -98,13 +102,12 @@ class DiscreteZoomWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.line_chars = (self.width - 2 * MARGIN_CELLS * self.cell) // (ADVANCE * self.cell)
         text_lines = question_lines + max_choices + 1
         self.text_height = (text_lines * LINE_CELLS + 2 * MARGIN_CELLS) * self.cell
-        self.action_space = spaces.Discrete(len(self.boxes) + max_choices)
+        self.action_space = spaces.Discrete(len(self.op_choices) + max_choices)
         self.observation_space = spaces.Box(
             0, 255, shape=(obs_size + self.text_height, self.width, 3), dtype=np.uint8
         )
         self._text_panel: Image.Image | None = None  # question and options of the current episode
         self._panels: dict[int, Image.Image] = {}  # view index -> that view resized to a panel (this episode)
-        self._zoomable: tuple[bool, ...] = ()
 
     # ------------------------------------------------------------------------------------------ gym API
 
@@ -120,15 +123,13 @@ class DiscreteZoomWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         self._text_panel = self._draw_text_panel(task.question, task.choices)
         self._panels = {}
-        padding = self.env.unwrapped.limits.padding
-        self._zoomable = _croppable(tuple(self.boxes), episode.views[0].frame_size, padding)
         return self._observe(obs), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
         return self._observe(obs), reward, terminated, truncated, info
 
-    def to_env_action(self, action: Any) -> ZoomIn | Answer:
+    def to_env_action(self, action: Any) -> OpAction | Answer:
         """The `pixel_gym.actions` action that a discrete action stands for."""
         value = np.asarray(action)
         if value.size != 1 or not np.issubdtype(value.dtype, np.integer):
@@ -136,19 +137,21 @@ class DiscreteZoomWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         index = int(value.reshape(()))
         if not 0 <= index < self.action_space.n:
             raise ValueError(f"action {index} is outside Discrete({self.action_space.n})")
-        if index < len(self.boxes):
-            return ZoomIn(self.boxes[index], target_image=1, convention="normalized")
-        return Answer(self.letters[index - len(self.boxes)])
+        if index < len(self.op_choices):
+            return self.op_choices[index].action
+        return Answer(self.letters[index - len(self.op_choices)])
 
     def action_masks(self) -> np.ndarray:
-        """Boolean mask of the actions that make sense now: zooms while the op and image budgets last and
-        the cell is large enough to crop, and the letters of the current question's options."""
+        """Boolean mask of the actions that make sense now: op actions while the op and image budgets last and
+        the op allows them (a zoom: the cell is large enough to crop), and the letters of the current question's
+        options."""
         episode = self._episode()
         limits = self.env.unwrapped.limits
         mask = np.zeros(self.action_space.n, dtype=bool)
         if len(episode.ops) < limits.max_ops and episode.num_images < limits.max_images:
-            mask[: len(self.boxes)] = self._zoomable
-        mask[len(self.boxes) : len(self.boxes) + len(episode.task.choices)] = True
+            mask[: len(self.op_choices)] = [c.allowed is None or c.allowed(episode, limits) for c in self.op_choices]
+        answers = len(self.op_choices)
+        mask[answers : answers + len(episode.task.choices)] = True
         return mask
 
     # ------------------------------------------------------------------------------------- observation
@@ -244,22 +247,6 @@ def _stamp(draw: ImageDraw.ImageDraw, text: str, line: int, line_chars: int, cel
     text = text[:line_chars].rstrip()
     if text:
         stamp_text(draw, text, MARGIN_CELLS * cell, top + (MARGIN_CELLS + line * LINE_CELLS) * cell, cell, INK)
-
-
-@lru_cache(maxsize=1024)
-def _croppable(
-    boxes: tuple[tuple[float, float, float, float], ...], size: tuple[int, int], padding: float
-) -> tuple[bool, ...]:
-    """Which normalized boxes the env can crop from an image of `size` (crops under 28 px are refused)."""
-    allowed = []
-    for box in boxes:
-        try:
-            resolve_box(box, size, "normalized", padding)
-        except OpError:
-            allowed.append(False)
-        else:
-            allowed.append(True)
-    return tuple(allowed)
 
 
 def _printable(text: str) -> str:

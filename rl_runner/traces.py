@@ -2,7 +2,9 @@
 
 Kinds (as in the paper's warm-start data): `direct` (look, zoom to the annotated box or select the key frames,
 answer), `self_correcting` (zoom somewhere wrong first, notice, zoom right, answer) and `text_only` (answer from
-the global view, for tasks whose evidence is already large enough there). Every tool result in a trace is what
+the global view, for tasks whose evidence is already large enough there). The tool-call turns come from the trace
+step of the env's first offered op that has one for the task (`Operation.trace`): `zoom_turns` and `frame_turns`
+are those of the built-in `crop_image_normalized` and `select_frames`. Every tool result in a trace is what
 the env really returned. Traces are saved in the paper's released SFT layout: a JSON list of
 {"qid", "kind", "message_list"} with images as files under images/.
 """
@@ -60,35 +62,52 @@ def evidence_sentence(task: Task) -> str:
     return f"Now I can see it clearly: {seen}."
 
 
-def script_turns(task: Task, env: PixelVQAEnv, kind: str, rng: np.random.Generator) -> list[str]:
-    """The assistant turns of a trace of `kind` for the task the env has just reset to."""
+def text_only_turn(task: Task) -> str:
+    """The single turn of a `text_only` trace: the answer from the global view."""
+    return f"The relevant detail is large enough to see in the image. The answer is {boxed(task.answers[0])}."
+
+
+def op_turns(env: PixelVQAEnv, kind: str, rng: np.random.Generator) -> list[str] | None:
+    """The tool-call turns of the first offered op with a trace step for the env's current task, or None."""
     episode = env._require_episode()
-    final = final_turn(task)
-    if kind == "text_only":
-        return [f"The relevant detail is large enough to see in the image. The answer is {boxed(task.answers[0])}."]
-    if task.is_video:
-        shown = episode.shown_frames
-        right = key_frame_numbers(task, shown)
-        look = "The question is about a brief event; the low-resolution frames are not enough. "
-        first = look + f"I will select frames {right} to see them in full resolution.\n" + frames_call(right)
-        if kind == "self_correcting":
-            wrong = _wrong_frames(right, len(shown), rng)
-            return [
-                look + f"Let me check frames {wrong}.\n" + frames_call(wrong),
-                "These frames do not show the event. Let me look at other frames.\n" + frames_call(right),
-                final,
-            ]
-        return [first, final]
-    region = target_region(task, episode.views[0].frame_size)
+    for op in env.ops:
+        turns = op.trace_turns(episode, kind, rng)
+        if turns is not None:
+            return turns
+    return None
+
+
+def zoom_turns(episode: Episode, kind: str, rng: np.random.Generator) -> list[str] | None:
+    """The trace step of `crop_image_normalized`: zoom to the annotated region (`self_correcting`: first to a
+    wrong one); None for a video."""
+    if episode.task.is_video:
+        return None
+    region = target_region(episode.task, episode.views[0].frame_size)
+    if kind != "self_correcting":
+        return [look_turn(region)]
     zoom = crop_call(region, decimals=BOX_DECIMALS)
-    if kind == "self_correcting":
-        wrong = _wrong_region(region, rng)
-        return [
-            LOOK + "Let me zoom in where it might be.\n" + crop_call(wrong, decimals=BOX_DECIMALS),
-            "The zoomed region does not show what the question asks about. Let me zoom in on another region.\n" + zoom,
-            final,
-        ]
-    return [look_turn(region), final]
+    wrong = _wrong_region(region, rng)
+    return [
+        LOOK + "Let me zoom in where it might be.\n" + crop_call(wrong, decimals=BOX_DECIMALS),
+        "The zoomed region does not show what the question asks about. Let me zoom in on another region.\n" + zoom,
+    ]
+
+
+def frame_turns(episode: Episode, kind: str, rng: np.random.Generator) -> list[str] | None:
+    """The trace step of `select_frames`: select the key frames (`self_correcting`: first wrong ones); None for an
+    image."""
+    if not episode.task.is_video:
+        return None
+    shown = episode.shown_frames
+    right = key_frame_numbers(episode.task, shown)
+    look = "The question is about a brief event; the low-resolution frames are not enough. "
+    if kind != "self_correcting":
+        return [look + f"I will select frames {right} to see them in full resolution.\n" + frames_call(right)]
+    wrong = _wrong_frames(right, len(shown), rng)
+    return [
+        look + f"Let me check frames {wrong}.\n" + frames_call(wrong),
+        "These frames do not show the event. Let me look at other frames.\n" + frames_call(right),
+    ]
 
 
 def look_turn(region: tuple[float, float, float, float]) -> str:
@@ -138,9 +157,14 @@ def synthesize(
             kind = "text_only"
         else:
             kind = "self_correcting" if rng.random() < self_correct_fraction else "direct"
+        steps = None if kind == "text_only" else op_turns(env, kind, rng)
+        if steps is None:  # large evidence, or no offered op has a trace step for this task
+            kind, turns = "text_only", [text_only_turn(task)]
+        else:
+            turns = [*steps, final_turn(task)]
         info: dict[str, Any] = {}
         obs: dict[str, Any] = {}
-        for turn in script_turns(task, env, kind, rng):
+        for turn in turns:
             obs, _, terminated, truncated, info = env.step(turn)
             if terminated or truncated:
                 break
