@@ -19,7 +19,7 @@ from PIL import Image
 from pixel_gym import prompts
 from pixel_gym.actions import Action, Answer, Invalid
 from pixel_gym.episode import Episode, OpRecord, View
-from pixel_gym.ops import MAX_SELECTED_FRAMES, NormalizedRule, OpCall, Operation, OpError, resolve_ops
+from pixel_gym.ops import MAX_SELECTED_FRAMES, NormalizedRule, OpCall, Operation, OpError, integer_argument, resolve_ops
 from pixel_gym.tasks import ImageLoadError
 
 CropFrom = Literal["kept", "source"]
@@ -76,9 +76,10 @@ class OpContext:
         """Every picture shown so far, as kept (`target_image` k is `images[k - 1]` for an image question)."""
         return [view.image for view in self.episode.views]
 
-    def target(self, number: int) -> View:
-        """The view `target_image` `number` names (`Episode.target_view`); raises `OpError`."""
-        return self.episode.target_view(number)
+    def target(self, number: Any) -> View:
+        """The view `target_image` `number` names (`Episode.target_view`); raises `OpError`, also for a value
+        that is not a whole number."""
+        return self.episode.target_view(integer_argument(number, "target_image"))
 
     def new_view(self, target: View, image: Image.Image) -> View:
         """A new picture an op made from `target` (see `Episode.derived_view`)."""

@@ -13,6 +13,7 @@ from pixel_gym.ops.base import (
     PixelBudget,
     array_length,
     fit_to_budget,
+    integer_argument,
     short_repr,
     smart_resize,
 )
@@ -55,7 +56,7 @@ __all__ = [
     "DEFAULT_OPS", "ENTRY_POINT_GROUP", "MAX_SELECTED_FRAMES", "MIN_CROP_SIDE", "PATCH", "BoxConvention",
     "DiscreteChoice", "NormalizedRule", "OpAction", "OpCall", "OpError", "OpResult", "Operation", "PixelBox",
     "PixelBudget", "SelectFrames", "StructuredForm", "ZoomIn", "ZoomResult", "array_length", "contrast",
-    "crop_to_budget", "fit_to_budget", "format_tool_call", "get_op", "image_result", "load_plugin_ops",
-    "register_op", "registry", "resolve_box", "resolve_ops", "rotate", "sample_frame_indices", "select_frames",
-    "short_repr", "smart_resize", "validate_frame_indices", "zoom_in",
+    "crop_to_budget", "fit_to_budget", "format_tool_call", "get_op", "image_result", "integer_argument",
+    "load_plugin_ops", "register_op", "registry", "resolve_box", "resolve_ops", "rotate", "sample_frame_indices",
+    "select_frames", "short_repr", "smart_resize", "validate_frame_indices", "zoom_in",
 ]

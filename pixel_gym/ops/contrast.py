@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import ImageOps
 
-from pixel_gym.ops.base import integer_argument
 from pixel_gym.ops.registry import DiscreteChoice, NormBox, OpCall, OpResult, image_result, register_op
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ CONTRAST_TOOL: dict[str, Any] = {
 
 def apply(context: OpContext, call: OpCall) -> OpResult:
     """The image as kept, each channel stretched to the full range (PIL's autocontrast)."""
-    target = context.target(integer_argument(call.arguments["target_image"], "target_image"))
+    target = context.target(call.arguments["target_image"])
     return image_result(context, target, ImageOps.autocontrast(target.image.convert("RGB"), CUTOFF), "enhanced")
 
 

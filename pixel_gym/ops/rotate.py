@@ -42,7 +42,7 @@ def apply(context: OpContext, call: OpCall) -> OpResult:
     angle = integer_argument(call.arguments["angle"], "angle")
     if angle not in TURNS:
         raise OpError(f"angle must be 90, 180 or 270, got {short_repr(call.arguments['angle'])}")
-    target = context.target(integer_argument(call.arguments["target_image"], "target_image"))
+    target = context.target(call.arguments["target_image"])
     return image_result(context, target, target.image.transpose(TURNS[angle]), "rotated")
 
 
