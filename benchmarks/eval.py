@@ -15,6 +15,8 @@ episodes with at least one tool call (executed, failed or malformed, as the rele
 share with at least one successful pixel operation. A table per suite and category, with both scores, is printed
 and saved (`summary.json`, `summary.md`), and a few of this run's episodes per suite are drawn with their zoom
 boxes into `<out>/gallery_<suite>.png`. Generation allows 2048 new tokens per turn, as the released evaluation does.
+The first `--keep-episodes` (32) episodes per suite are kept, turns and boxes, for `python -m benchmarks.view` in
+`<out>/episodes/<suite>/` (`benchmarks.episodes`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.scripted import BlindAgent, OracleAgent, RandomAgent
+from benchmarks.episodes import MAX_EPISODES, Played, record_episodes
 from benchmarks.gallery import save_gallery
 from pixel_gym.datasets import DATASETS, benchmark_score, load_tasks
 from pixel_gym.datasets.metrics import released_score
@@ -47,6 +50,7 @@ AGENTS = (*SCRIPTED, "vlm", "openai")
 DEFAULT_SUITE_SIZE = 100
 MAX_NEW_TOKENS = 2048  # per turn, as the released evaluation generates
 GALLERY_HEIGHT = 320
+RECORDED_SCORES = ("score", "pixel_reasoner", "env_correctness")  # the reward parts the viewer shows
 Panel = tuple[np.ndarray, str]
 AgentFactory = Callable[[Sequence[PixelVQAEnv], int], BatchAgent]  # (envs of one batch, seed) -> agent
 
@@ -113,8 +117,9 @@ def agent_factory(settings: Settings, batch_size: int) -> AgentFactory:
 
 
 def evaluate_suite(suite: str, tasks: Sequence[Task], make_agent: AgentFactory, settings: Settings,
-                   results: Path, batch_size: int, gallery_size: int) -> list[Panel]:
-    """Play the tasks not yet in `results`, appending one record per task; returns gallery panels."""
+                   results: Path, batch_size: int, gallery_size: int, keep: int = MAX_EPISODES) -> list[Panel]:
+    """Play the tasks not yet in `results`, appending one record per task and keeping up to `keep` episodes for
+    `benchmarks.view` in `<out>/episodes/<suite>/`; returns gallery panels."""
     done = {task_id for task_id, record in read_records(results).items() if "error" not in record}
     pending = [task for task in tasks if task.id not in done]
     envs = [PixelVQAEnv(tasks=tasks, budgets=settings.budgets, max_turns=settings.max_turns, curiosity=NO_CURIOSITY)
@@ -125,7 +130,12 @@ def evaluate_suite(suite: str, tasks: Sequence[Task], make_agent: AgentFactory, 
     with results.open("a") as out, tqdm(total=len(pending), desc=suite, unit="task") as progress:
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
-            for env, record in play(make_agent, envs, chunk, suite, settings.seed + start):
+            played = play(make_agent, envs, chunk, suite, settings.seed + start)
+            if keep:
+                record_episodes(results.parent / "episodes" / suite, [
+                    Played(env.episode, suite, record["score"], {k: record[k] for k in RECORDED_SCORES})
+                    for env, record in played if env is not None], limit=keep)
+            for env, record in played:
                 out.write(json.dumps(record) + "\n")
                 panels = with_ops if record.get("num_ops") else without_ops
                 if env is not None and len(panels) < gallery_size:
@@ -271,6 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="per turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery", type=int, default=4, help="episodes drawn per suite (0: no gallery)")
+    parser.add_argument("--keep-episodes", type=int, default=MAX_EPISODES,
+                        help="episodes per suite kept for `python -m benchmarks.view` (0: none)")
     return parser.parse_args(argv)
 
 
@@ -287,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     records, galleries = [], {}
     for name, tasks in selected.items():
         results = out / f"{name}.jsonl"
-        panels = evaluate_suite(name, tasks, make_agent, settings, results, args.batch_size, args.gallery)
+        panels = evaluate_suite(name, tasks, make_agent, settings, results, args.batch_size, args.gallery,
+                                args.keep_episodes)
         if panels:
             galleries[name] = str(save_gallery(panels, out / f"gallery_{name}.png"))
         by_id = read_records(results)

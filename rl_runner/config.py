@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pixel_gym.reward import CuriosityConfig
+from rl_runner.loggers import logger_names
 from rl_runner.presets import PRESETS, preset_values
 from rl_runner.run_dir import check_run_name
 
@@ -95,6 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 6
     resume: bool = False
     overwrite: bool = False  # replace an existing run folder of the same name (only one a run of this trainer made)
+    logger: str = "jsonl"  # comma list of rl_runner.loggers sinks: console, jsonl (always on), tensorboard, wandb
     # the verl backend (`--backend verl`, see rl_runner.verl_backend.settings.VerlSettings)
     nnodes: int = 1
     gpus_per_node: int = 8
@@ -146,6 +148,7 @@ class TrainConfig:
             check_model_path("--" + name.replace("_", "-"), getattr(self, name))
         if self.later_temperature != -1 and not 0 <= self.later_temperature < math.inf:
             raise ValueError(f"later_temperature must be -1 (as temperature) or >= 0, got {self.later_temperature}")
+        logger_names(self.logger)
         self.curiosity  # noqa: B018  (validates the shaping form)
         return self
 

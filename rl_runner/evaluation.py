@@ -17,16 +17,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.scripted import guess
+from benchmarks.episodes import Played, record_episodes
+from benchmarks.gallery import save_gallery
 from pixel_gym.episode import Episode
-from pixel_gym.reward import score_answer
+from pixel_gym.render import render_episode
+from pixel_gym.reward import RewardParts, score_answer
 from pixel_gym.tasks import Box, Task
-from rl_runner.rollout import RolloutStats
+from rl_runner.rollout import EpisodeRecord, RolloutStats
 
+GALLERY = "gallery.png"  # each evaluation's zoom gallery, in its episodes folder
+GALLERY_PANELS, GALLERY_HEIGHT = 4, 320
 MAX_CROP_AREA = 0.25  # a first crop that covers more than this share of the image is not a zoom
 DISABLED_TOOL = "tool_disabled"
 _TOOL_NAME = re.compile(r'("name"\s*:\s*)"[^"]*"')
@@ -88,3 +94,27 @@ def format_eval(record: dict[str, Any]) -> str:
     """The eval keys of a record as one JSON line (what the main job prints at the end)."""
     return json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
                        if k.startswith("eval_") or k in ("stage", "step")})
+
+
+def keep_episodes(folder: Path, stats: RolloutStats, episodes: Sequence[Episode], parts: Sequence[RewardParts],
+                  suite: str) -> None:
+    """Keep an evaluation's first episodes (`benchmarks.episodes`, for `benchmarks.view`) in `folder` and draw its
+    zoom gallery (episodes that made a tool call first, none when no episode played) into `folder/gallery.png`."""
+    played = [i for i, record in enumerate(stats.episodes) if not record.error]
+    record_episodes(folder, [Played(episodes[i], suite, stats.episodes[i].correctness, reward_parts(parts[i]))
+                             for i in played], fresh=True)
+    shown = sorted(played, key=lambda i: stats.episodes[i].num_tool_calls == 0)[:GALLERY_PANELS]
+    panels = [(render_episode(episodes[i], GALLERY_HEIGHT), caption(episodes[i], stats.episodes[i])) for i in shown]
+    if panels:
+        save_gallery(panels, folder / GALLERY)
+
+
+def reward_parts(parts: RewardParts) -> dict[str, float]:
+    return {"correctness": parts.correctness, "curiosity": parts.curiosity, "penalty": parts.penalty,
+            "total": parts.total}
+
+
+def caption(episode: Episode, record: EpisodeRecord) -> str:
+    return (f"{episode.task.id} [{episode.task.category}]  answer {(episode.answer or '')[:40]!r}  gold "
+            f"{episode.task.answers[0][:40]!r}  score {record.correctness:.2f}  ops {episode.num_ops}  "
+            f"turns {episode.turns}")

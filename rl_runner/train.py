@@ -36,7 +36,8 @@ from rl_runner.checkpoints import (
 )
 from rl_runner.config import TrainConfig, load_config, save_config
 from rl_runner.diagnostics import grayed
-from rl_runner.evaluation import ToolsDisabled, blind_accuracy, looking_metrics
+from rl_runner.evaluation import GALLERY, ToolsDisabled, blind_accuracy, keep_episodes, looking_metrics
+from rl_runner.loggers import METRICS_FILE, LoggerError, Loggers
 from rl_runner.plots import plot_learning_curve
 from rl_runner.pretrain import resolve_model
 from rl_runner.rollout import EpisodeRecord, RolloutStats, run_episodes
@@ -53,20 +54,30 @@ class Run:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.dir = config.run_dir
-        self.metrics_path = self.dir / "metrics.jsonl"
+        self.metrics_path = self.dir / METRICS_FILE
         self.checkpoints = self.dir / "checkpoints"
 
     def prepare(self) -> None:
-        """Open and lock the run folder (see `rl_runner.run_dir`) and write the config into it."""
+        """Open and lock the run folder (see `rl_runner.run_dir`), write the config into it, open the loggers."""
         self.folder = RunFolder.open(self.dir, resume=self.config.resume, overwrite=self.config.overwrite)
         save_config(self.config, self.dir / "config.yaml")
+        try:
+            self.loggers = Loggers.open(self.config.logger, self.dir, self.config.to_dict())
+        except BaseException:
+            self.folder.close()
+            raise
 
     def close(self) -> None:
+        self.loggers.close()
         self.folder.close()
 
     def log(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """One record to every `--logger` sink (metrics.jsonl always)."""
+        self.loggers.log(record)
+
+    def restart_log(self) -> None:
+        """The metrics start afresh (a new run, or SFT trained again)."""
+        self.loggers.restart()
 
     def records(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -81,6 +92,7 @@ class Run:
         """Drop RL records from `next_step` on (they are recomputed after a resume); SFT records stay."""
         kept = [r for r in self.records() if r["stage"] in ("sft", "sft_blind") or r["step"] < next_step]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.loggers.truncate(next_step)
 
     def latest_rl_checkpoint(self) -> Path | None:
         """The last complete RL checkpoint, after deleting the half-written ones a kill left behind."""
@@ -209,16 +221,14 @@ class Trainer:
         if self.config.init_from:
             self.processor = load_processor(self.config.init_from)
             if not resumed:
-                self.run.metrics_path.unlink(missing_ok=True)
-                self.run.log(
-                    {"stage": "eval", "step": -1, **self.evaluate(load_model(self.config.init_from, self.device))}
-                )
+                self.run.restart_log()
+                self._log_eval(load_model(self.config.init_from, self.device), -1)
             return self.config.init_from
         base = base_model_path(self.config)
         self.processor = load_processor(base)
         sft_dir = self.run.checkpoints / "sft"
         if not (self.config.resume and is_complete(sft_dir)):
-            self.run.metrics_path.unlink(missing_ok=True)
+            self.run.restart_log()
             self._sft(base, sft_dir)
         return sft_dir
 
@@ -244,7 +254,7 @@ class Trainer:
                 self.run.log({"stage": "sft_blind", "step": step, **losses})
             del control
         write_checkpoint(sft_dir, lambda folder: self._save_model(model, folder))
-        self.run.log({"stage": "eval", "step": -1, **self.evaluate(model)})
+        self._log_eval(model, -1)
 
     def _train_sft(self, model: PreTrainedModel, chats: list[list[dict[str, Any]]], desc: str) -> list[dict[str, Any]]:
         torch.manual_seed(self.config.seed)
@@ -271,7 +281,7 @@ class Trainer:
                 acc=f"{record['accuracy']:.2f}", rapr=f"{record['rapr']:.2f}", reward=f"{record['reward']:.2f}"
             )
             if (step + 1) % config.eval_every == 0 or step + 1 == config.rl_steps:
-                self.run.log({"stage": "eval", "step": step, **self.evaluate(self.model)})
+                self._log_eval(self.model, step)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.rl_steps:
                 self._checkpoint(step)
 
@@ -303,8 +313,16 @@ class Trainer:
             "step_seconds": wall,
         }
 
-    def evaluate(self, model: PreTrainedModel) -> dict[str, float]:
-        """Greedy held-out episodes with the tool and without it, beside the blind baseline (`rl_runner.evaluation`)."""
+    def _log_eval(self, model: PreTrainedModel, step: int) -> None:
+        """Evaluate after RL step `step` (-1: before RL), keeping episodes and gallery in episodes/<step_NNNNN>/."""
+        folder = self.run.dir / "episodes" / ("before_rl" if step < 0 else f"step_{step:05d}")
+        self.run.log({"stage": "eval", "step": step, **self.evaluate(model, folder)})
+        if (folder / GALLERY).exists():
+            self.run.loggers.log_image("eval", step, "gallery", folder / GALLERY)
+
+    def evaluate(self, model: PreTrainedModel, keep_in: Path | None = None) -> dict[str, float]:
+        """Greedy held-out episodes with the tool and without it, beside the blind baseline (`rl_runner.evaluation`);
+        with `keep_in`, the episodes with the tool and their gallery are kept there (`evaluation.keep_episodes`)."""
         agent = VLMAgent(
             model, self.processor, max_new_tokens=self.config.max_new_tokens, temperature=0.0, device=self.device
         )
@@ -312,7 +330,10 @@ class Trainer:
         ids = [t.id for t in tasks]
         envs = [make_env(self.config, self.eval_tasks) for _ in tasks]
         stats = run_episodes(agent, envs, tasks, ids, seed=0)
-        summary = {**summarize(stats), **looking_metrics(stats, [env._require_episode() for env in envs])}
+        episodes = [env._require_episode() for env in envs]
+        summary = {**summarize(stats), **looking_metrics(stats, episodes)}
+        if keep_in is not None:
+            keep_episodes(keep_in, stats, episodes, shape_rewards(stats.episodes, self.config), self.config.suite)
         no_tool = run_episodes(ToolsDisabled(agent), [make_env(self.config, self.eval_tasks) for _ in tasks], tasks,
                                ids, seed=0)
         summary["no_tool_accuracy"] = summarize(no_tool)["accuracy"]
@@ -346,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(launch(config))
     try:
         final = Trainer(config).train()
-    except (RunFolderError, CheckpointError) as error:
+    except (RunFolderError, CheckpointError, LoggerError) as error:
         raise SystemExit(f"error: {error}") from None
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in final.items()}))
     print(f"run folder: {config.run_dir} (metrics.jsonl, learning_curve.png, checkpoints/)")
