@@ -75,6 +75,9 @@ def test_rotate_and_enhance_contrast_when_offered() -> None:
     assert info["last_error"] == "" and info["num_ops"] == 3 and len(observation["images"]) == 4
     assert [op.tool for op in env.episode.ops] == ["rotate_image", "enhance_contrast", "crop_image_normalized"]
     assert [op.view for op in env.episode.ops] == [0, 1, 2]
+    # a generic call of an op with its own argument type is read by that op's parser
+    _, _, _, _, info = env.step(OpCall("crop_image_normalized", {"bbox_2d": [0.1, 0.1, 0.6, 0.6], "target_image": 1}))
+    assert info["last_error"] == "" and env.episode.ops[-1].region == (0, 0, 235, 157)
 
 
 @pytest.mark.parametrize(
