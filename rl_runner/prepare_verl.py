@@ -6,7 +6,7 @@ import argparse
 import json
 
 from rl_runner.verl_backend.agent_loop import AGENT_NAME
-from rl_runner.verl_backend.data import TOOL_AGENT, SuiteData, prepare
+from rl_runner.verl_backend.data import DRY_RUN_ROWS, TOOL_AGENT, SuiteData, dry_run_sample, prepare
 from rl_runner.verl_backend.specs import EnvSettings
 
 
@@ -23,9 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--agent", choices=(AGENT_NAME, TOOL_AGENT), default=AGENT_NAME)
     parser.add_argument("--out", default="data/verl")
+    parser.add_argument("--dry-run", action="store_true",
+                        help=f"write at most {DRY_RUN_ROWS} rows per file (a check of the command and the data)")
     args = parser.parse_args(argv)
     data = SuiteData(args.suite, args.suite_kwargs, args.train_size, args.val_size, args.sft_size, args.seed,
                      args.self_correct_fraction)
+    if args.dry_run:
+        print(f"dry run: at most {DRY_RUN_ROWS} rows per file")
+        data = dry_run_sample(data)
     prepared = prepare(args.out, data, EnvSettings(budgets=args.budgets, max_turns=args.max_turns), args.agent,
                        progress=True)
     for name, path in vars(prepared).items():

@@ -35,7 +35,7 @@ from agents.chat import load_processor, render_messages
 from agents.scripted import crop_call, target_region
 from pixel_gym import prompts
 from pixel_gym.reward import CuriosityConfig, shape_group
-from pixel_gym.suites import make_suite
+from pixel_gym.suites import SUITES, make_suite
 from pixel_gym.tasks import Task
 from rl_runner import prepare_verl
 from rl_runner.config import DEFAULT_SUITE_KWARGS, TrainConfig, load_config
@@ -47,6 +47,7 @@ from rl_runner.verl_backend.agent_loop import AGENT_NAME, PixelGymAgentLoop
 from rl_runner.verl_backend.data import TOOL_AGENT, embedded_specs, rl_rows, sft_rows, suite_specs, write_parquet
 from rl_runner.verl_backend.launch import plan_run
 from rl_runner.verl_backend.local_server import LocalServerManager
+from rl_runner.verl_backend.messages import placeholder_messages
 from rl_runner.verl_backend.reward import compute_score
 from rl_runner.verl_backend.settings import VerlSettings
 from rl_runner.verl_backend.specs import EnvSettings, answer_task, ground_truth, load_task, make_env, suite_task_spec
@@ -203,9 +204,32 @@ def test_rl_parquet_loads_in_verl_rlhf_dataset(rl_parquet: Path, processor: Any,
     assert json.loads(row["reward_model"][0]["ground_truth"])["answers"] == list(suite[0].answers)
 
 
-def test_tool_agent_rows_leave_the_tool_prompt_to_the_template(suite: Any) -> None:
+def test_tool_agent_rows_keep_the_env_prompt(suite: Any) -> None:
     row = rl_rows([(suite[0], suite_specs_one(suite, 0))], SETTINGS, "s", TOOL_AGENT)[0]
-    assert [m["role"] for m in row["prompt"]] == ["user"] and row["agent_name"] == TOOL_AGENT
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"] and row["agent_name"] == TOOL_AGENT
+    assert row["prompt"] == rl_rows([(suite[0], suite_specs_one(suite, 0))], SETTINGS, "s")[0]["prompt"]
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_prepared_rows_play_for_every_suite(name: str, tmp_path: Path) -> None:
+    """`prepare_verl` rows of every suite (mixed with the trainer's default suite_kwargs, as `--suite mixed` gets
+    them) load back into their tasks and play: the row's prompt is the env's reset view, the gold answer scores 1."""
+    kwargs = KWARGS if name in ("fine_detail", "mixed") else {}
+    prepare_verl.main(["--suite", name, "--suite-kwargs", json.dumps(kwargs), "--train-size", "4", "--val-size", "1",
+                       "--sft-size", "0", "--budgets", "compact", "--out", str(tmp_path)])
+    rows = pd.read_parquet(tmp_path / "train.parquet")
+    ids = []
+    for row in rows.itertuples():
+        task = load_task(row.extra_info["task"])
+        env = make_env(EnvSettings.from_json(row.extra_info["env"]), task)
+        observation, _ = env.reset(options={"task": task})
+        assert task.id == row.extra_info["task_id"] == json.loads(row.reward_model["ground_truth"])["id"]
+        prompt, images = placeholder_messages(observation["messages"])
+        assert prompt == list(row.prompt) and [i["bytes"] for i in images] == [i["bytes"] for i in row.images]
+        _, score, terminated, _, _ = env.step(f"\\boxed{{{task.answers[0]}}}")
+        assert terminated and score == 1.0
+        ids.append(task.id.split("/")[0])
+    assert ids == (["fine_detail", "counting", "document", "video"] if name == "mixed" else [name] * 4)
 
 
 def test_sft_parquet_loads_in_verl_multiturn_sft_dataset(tmp_path: Path, processor: Any, suite: Any) -> None:
@@ -423,7 +447,7 @@ def test_launch_plan_composes_with_verl_config(tmp_path: Path) -> None:
         tasks_per_step=2,
         group_size=4,
         eval_tasks=2,
-        sft_tasks=1,
+        sft_tasks=4,
         micro_batch_size=1,
         curiosity_alpha=0.4,
     )
@@ -496,7 +520,9 @@ def test_train_cli_backend_verl_dry_run(tmp_path: Path, capsys: pytest.CaptureFi
                 "--eval-tasks",
                 "1",
                 "--sft-tasks",
-                "1",
+                "4",
+                "--model",
+                "tiny-random",
                 "--gpus-per-node",
                 "2",
                 "--suite-kwargs",
@@ -528,7 +554,7 @@ def test_plugin_registers_everything_when_verl_imports_it() -> None:
 def test_a_video_question_reaches_verl_as_its_frames(caplog: pytest.LogCaptureFixture) -> None:
     """verl's rows and tool responses take images only: the one video input goes as 16 frame images."""
     from pixel_gym.env import PixelVQAEnv
-    from rl_runner.verl_backend.messages import chat_images, placeholder_messages, to_chat
+    from rl_runner.verl_backend.messages import chat_images, to_chat
 
     env = PixelVQAEnv(suite="video", size=1)
     obs, _ = env.reset(seed=0)

@@ -28,9 +28,20 @@ logger = logging.getLogger(__name__)
 class PixelGymAgentLoop(AgentLoopBase):
     """One pixel-gym episode per sample; the row's `extra_info` holds the task and env specs (see `specs`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, later_temperature: float | None = None, **kwargs: Any) -> None:
+        """`later_temperature` (from the agent-loop YAML, `TrainConfig.later_temperature`): the temperature of
+        every turn after the first in training rollouts; None: verl's one `rollout.temperature` throughout."""
         super().__init__(*args, **kwargs)  # verl's `tools` kwarg is ignored: the env executes the ops
         self.response_length = self.rollout_config.response_length
+        self.later_temperature = later_temperature
+
+    def turn_sampling(self, sampling_params: dict[str, Any], turn: int) -> dict[str, Any]:
+        """Sampling of model turn `turn` (0-based): training rollouts (verl's `rollout.temperature`; validation
+        passes its own) switch to `later_temperature` after the first turn, as the paper's sampling does."""
+        training = sampling_params.get("temperature") == self.rollout_config.temperature
+        if turn == 0 or self.later_temperature is None or not training:
+            return sampling_params
+        return {**sampling_params, "temperature": self.later_temperature}
 
     @rollout_trace_op
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
@@ -52,7 +63,8 @@ class PixelGymAgentLoop(AgentLoopBase):
                 output = await self.server_manager.generate(
                     request_id=request_id,
                     prompt_ids=token_ids,
-                    sampling_params={**sampling_params, "max_tokens": self.response_length - len(mask)},
+                    sampling_params={**self.turn_sampling(sampling_params, replies),
+                                     "max_tokens": self.response_length - len(mask)},
                     image_data=images or None,
                 )
             merged, mask, merged_logprobs = await self.ct_merge_assistant_token(

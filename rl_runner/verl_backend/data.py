@@ -2,9 +2,8 @@
 
 RL rows (`verl.utils.dataset.RLHFDataset`): `prompt` (chat with `<image>` placeholders), `images` (PNG bytes),
 `data_source`, `ability`, `reward_model` {style, ground_truth}, `extra_info` {index, task, env, tools_kwargs,
-...} and `agent_name`. The prompt is what `PixelVQAEnv.reset` shows: for `pixel_gym_agent` rows with the env's
-tool system prompt; for verl's `tool_agent` rows without a system message, since that loop renders the tool
-schemas through the chat template.
+...} and `agent_name`. The prompt is what `PixelVQAEnv.reset` shows, the env's tool system prompt included, for
+both loops (verl's `tool_agent` renders it through `tool_agent.TEMPLATE`, which then ignores verl's schemas).
 
 SFT rows (`verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset`): `messages` and `images` of the traces
 of `rl_runner.traces.synthesize`. The tool schemas are already in the system message, exactly as in RL, so there
@@ -13,6 +12,7 @@ is no `tools` column (a tool-aware template would render them twice).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,15 @@ class SuiteData:
     self_correct_fraction: float = 0.3
 
 
+DRY_RUN_ROWS = 4  # rows per file a dry run writes: every check runs on them, the full data waits for the run
+
+
+def dry_run_sample(data: SuiteData) -> SuiteData:
+    """`data` cut to at most `DRY_RUN_ROWS` tasks per file."""
+    return dataclasses.replace(data, train_size=min(data.train_size, DRY_RUN_ROWS),
+                               val_size=min(data.val_size, DRY_RUN_ROWS), sft_size=min(data.sft_size, DRY_RUN_ROWS))
+
+
 @dataclass(frozen=True)
 class PreparedData:
     train: Path
@@ -75,10 +84,7 @@ def rl_rows(items: Sequence[tuple[Task, str]], settings: EnvSettings, data_sourc
     rows = []
     for index, (task, spec) in enumerate(items):
         observation, _ = make_env(settings, task).reset(options={"task": task})
-        messages = observation["messages"]
-        if agent_name == TOOL_AGENT:
-            messages = [m for m in messages if m["role"] != "system"]
-        prompt, images = placeholder_messages(messages)
+        prompt, images = placeholder_messages(observation["messages"])
         create = {"create_kwargs": {"task": spec, "env": env_json}}
         rows.append({
             "data_source": data_source,
@@ -104,9 +110,11 @@ def sft_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
     return rows
 
 
-def agent_loop_config() -> list[dict[str, str]]:
-    """The content of verl's `agent.agent_loop_config_path` YAML: registers the loop in every worker."""
-    return [{"name": AGENT_NAME, "_target_": f"{PixelGymAgentLoop.__module__}.{PixelGymAgentLoop.__qualname__}"}]
+def agent_loop_config(later_temperature: float | None = None) -> list[dict[str, Any]]:
+    """The content of verl's `agent.agent_loop_config_path` YAML: registers the loop in every worker, with its
+    constructor arguments (the temperature of the turns after the first)."""
+    target = f"{PixelGymAgentLoop.__module__}.{PixelGymAgentLoop.__qualname__}"
+    return [{"name": AGENT_NAME, "_target_": target, "later_temperature": later_temperature}]
 
 
 def write_parquet(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -124,7 +132,7 @@ def write_yaml(content: Any, path: str | Path) -> Path:
 
 
 def prepare(out_dir: str | Path, data: SuiteData, settings: EnvSettings, agent_name: str = AGENT_NAME,
-            progress: bool = False) -> PreparedData:
+            progress: bool = False, later_temperature: float | None = None) -> PreparedData:
     """Write train/val RL parquet (train/test splits), SFT traces and the tool / agent-loop YAMLs to `out_dir`."""
     out = Path(out_dir)
     kwargs = data.suite_kwargs or {}
@@ -139,5 +147,5 @@ def prepare(out_dir: str | Path, data: SuiteData, settings: EnvSettings, agent_n
         val=write_parquet(rl_rows(val, settings, source, agent_name), out / "val.parquet"),
         sft=write_parquet(sft_rows(traces), out / "sft.parquet"),
         tool_config=write_yaml(tool_config(), out / "tool_config.yaml"),
-        agent_loop_config=write_yaml(agent_loop_config(), out / "agent_loop.yaml"),
+        agent_loop_config=write_yaml(agent_loop_config(later_temperature), out / "agent_loop.yaml"),
     )

@@ -23,7 +23,9 @@ IS_VIDEO = "pixel_is_video"
 TURNS = "pixel_turns"
 ANSWER = "pixel_answer"
 ANSWERED = "pixel_answered"
+LAST_REPLY = "pixel_last_reply"  # text of the env's last tool result (verl's `tool_agent` route)
 ADVANTAGE_FIELDS = (NUM_TOOL_CALLS, IS_VIDEO, LAST_OP_FAILED)
+CALL_FIELDS = (TASK_ID, NUM_OPS, NUM_TOOL_CALLS, NUM_ERRORS, LAST_OP_FAILED, IS_VIDEO)
 
 
 def episode_fields(episode: Episode) -> dict[str, Any]:
@@ -39,6 +41,14 @@ def episode_fields(episode: Episode) -> dict[str, Any]:
         ANSWER: episode.answer or "",
         ANSWERED: bool(episode.answer),
     }
+
+
+def call_fields(episode: Episode, reply_text: str) -> dict[str, Any]:
+    """What a tool call can report mid-episode (verl's `tool_agent` route): the call counts and the text of the
+    env's reply, never the answer -- the final turn comes after the last call, and `reward.compute_score` reads it.
+    """
+    fields = episode_fields(episode)
+    return {**{key: fields[key] for key in CALL_FIELDS}, LAST_REPLY: reply_text}
 
 
 def columns(records: Sequence[Mapping[str, Any] | None]) -> dict[str, np.ndarray]:

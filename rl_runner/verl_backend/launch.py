@@ -18,12 +18,13 @@ from pathlib import Path
 
 from rl_runner.config import TrainConfig
 from rl_runner.train import base_model_path
-from rl_runner.verl_backend.data import PreparedData, SuiteData, prepare
+from rl_runner.verl_backend.data import DRY_RUN_ROWS, PreparedData, SuiteData, dry_run_sample, prepare
 from rl_runner.verl_backend.settings import VerlSettings
 from rl_runner.verl_backend.specs import EnvSettings
 from rl_runner.verl_backend.trainer_config import (
     rl_values,
     sft_overrides,
+    unmapped_fields,
     validate,
     validate_sft,
     worker_env,
@@ -39,10 +40,14 @@ class RunPlan:
     rl_config: Path
     rl_command: list[str]
     sft_command: list[str]
+    unmapped: dict[str, str]  # TrainConfig fields verl does not see, and why
+    dry_run: bool = False
 
     def describe(self) -> str:
+        sample = f" (dry run: at most {DRY_RUN_ROWS} rows per file)" if self.dry_run else ""
         return "\n".join([
-            f"data: {self.data.train.parent}",
+            f"data: {self.data.train.parent}{sample}",
+            "not used by verl: " + "; ".join(f"{name} ({why})" for name, why in self.unmapped.items()),
             f"trainer config: {self.rl_config}",
             "SFT warm start (optional): " + shlex.join(self.sft_command),
             "RL: " + shlex.join(self.rl_command),
@@ -67,14 +72,13 @@ def plan_run(config: TrainConfig, settings: VerlSettings) -> RunPlan:
         raise ValueError("the verl backend needs rl_steps >= 1")
     run_dir = config.run_dir.resolve()
     model_path = str(base_model_path(config))
-    data = prepare(
-        run_dir / "verl_data",
-        SuiteData(config.suite, dict(config.suite_kwargs), train_size=config.rl_steps * config.tasks_per_step,
-                  val_size=config.eval_tasks, sft_size=config.sft_tasks, seed=config.seed,
-                  self_correct_fraction=config.self_correct_fraction),
-        EnvSettings(budgets=config.budgets, max_turns=config.max_turns),
-        settings.agent,
-    )
+    suite_data = SuiteData(config.suite, dict(config.suite_kwargs), train_size=config.rl_steps * config.tasks_per_step,
+                           val_size=config.eval_tasks, sft_size=config.sft_tasks, seed=config.seed,
+                           self_correct_fraction=config.self_correct_fraction)
+    later = None if config.later_temperature == -1 else config.later_temperature
+    data = prepare(run_dir / "verl_data", dry_run_sample(suite_data) if settings.dry_run else suite_data,
+                   EnvSettings(budgets=config.budgets, max_turns=config.max_turns), settings.agent,
+                   later_temperature=later)
     values = rl_values(config, settings, data, model_path)
     rl_config = write_rl_config(values, run_dir / "verl" / f"{RL_CONFIG_NAME}.yaml")
     validate(rl_config, values, list(settings.extra_overrides))
@@ -84,5 +88,5 @@ def plan_run(config: TrainConfig, settings: VerlSettings) -> RunPlan:
                   f"--config-name={RL_CONFIG_NAME}", *settings.extra_overrides]
     sft_command = ["torchrun", "--standalone", f"--nproc_per_node={settings.gpus_per_node}",
                    "-m", "verl.trainer.sft_trainer", *sft]
-    return RunPlan(data, rl_config, rl_command, sft_command)
+    return RunPlan(data, rl_config, rl_command, sft_command, unmapped_fields(settings), settings.dry_run)
 

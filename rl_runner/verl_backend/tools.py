@@ -6,7 +6,8 @@ env specs from `tools_kwargs[<tool>].create_kwargs`, as `data.rl_rows` writes th
 that env -- same validation, padding, resizing and numbering of images (1 = the original, then every view in
 order) as everywhere else -- and its result comes back as text plus images; selected frames come back as
 images, since verl's tool loop refuses video. The episode's op counts are kept in `AgentData.extra_fields` for
-the `grpo_curiosity` estimator.
+the `grpo_curiosity` estimator, with the text of the last reply (the final turn follows it: `reward.compute_score`
+reads the answer there); never the answer itself, which the tools cannot know.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from agents.chat import to_pil
 from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
-from rl_runner.verl_backend.fields import episode_fields
+from rl_runner.verl_backend.fields import call_fields
 from rl_runner.verl_backend.specs import EnvSettings, load_task, make_env
 
 SESSION_ATTRIBUTE = "_pixel_gym_env"
@@ -39,9 +40,9 @@ class PixelOpTool(BaseTool):
         agent_data = kwargs["agent_data"]
         env = session_env(agent_data, self.name)
         observation, _, _, _, info = env.step(format_tool_call(self.name, parameters))
-        agent_data.extra_fields.update(episode_fields(env.episode))
         reply = observation["messages"][-1]["content"]
         text = "".join(part["text"] for part in reply if part["type"] == "text")
+        agent_data.extra_fields.update(call_fields(env.episode, text))
         images = [to_pil(part["image"]) for part in reply if part["type"] == "image"]
         response = ToolResponse(text=text, image=images) if images else ToolResponse(text=text)
         return response, 0.0, {"error": info["last_error"]}

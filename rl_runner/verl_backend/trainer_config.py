@@ -10,6 +10,7 @@ SFT: command-line overrides for `verl.trainer.sft_trainer`, composed against `sf
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,34 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 
-from agents.tiny import CHAT_TEMPLATE
-from rl_runner.config import TrainConfig
-from rl_runner.verl_backend import reward
+from pixel_gym.actions import MAX_TEXT_ACTION
+from rl_runner.config import TrainConfig, field_default
+from rl_runner.verl_backend import reward, tool_agent
 from rl_runner.verl_backend.advantage import ESTIMATOR, TRAINER_MODE
 from rl_runner.verl_backend.data import TOOL_AGENT, PreparedData
 from rl_runner.verl_backend.settings import VerlSettings
 
 PLUGIN_MODULE = "rl_runner.verl_backend.plugin"
+TINY_MODELS = ("tiny", "tiny-random")
+PRETRAINED_SFT_LR = 1e-5  # the SFT rate of a pretrained VLM when --sft-lr is left at the tiny model's default
+MAX_PRETRAINED_SFT_LR = 1e-4
+SAMPLER_PATH = Path(__file__).resolve().with_name("sampler.py")  # not imported here: it needs transfer_queue
+SAMPLER_NAME = "GroupFilterReplayBuffer"
+DATASET_PATH = Path(__file__).resolve().with_name("dataset.py")
+DATASET_NAME = "PixelGymDataset"
+# TrainConfig fields that mean nothing to verl's trainer, and why (the dry run lists them); every other field is
+# written into the verl config, the data or the SFT command (`rl_values`, `sft_overrides`, `launch.plan_run`).
+NO_VERL_MEANING = {
+    "backend": "selects this backend",
+    "device": "verl places its workers on the cluster's GPUs",
+    "threads": "torch CPU threads of the local trainer",
+    "sft_blind_control": "a diagnostic of the local trainer's SFT",
+    "value_lr": "the local PPO critic; the verl backend trains GRPO",
+    "max_new_tokens": "the local per-turn cap; in verl every turn draws on --response-length",
+    "overwrite": "the local run folder's guard; verl writes checkpoints under trainer.default_local_dir",
+}
+TOOL_AGENT_NO_MEANING = {"later_temperature": "verl's tool_agent loop samples every turn alike"}
+_TRAIN_DEFAULTS = {item.name: field_default(item) for item in dataclasses.fields(TrainConfig)}
 VERL_CONFIG_DIR = Path(verl.__file__).parent / "trainer" / "config"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _ABSENT = object()
@@ -54,6 +75,8 @@ def rl_values(config: TrainConfig, settings: VerlSettings, data: PreparedData, m
         "data.max_response_length": settings.response_length,
         "data.filter_overlong_prompts": True,
         "data.seed": config.seed,
+        "data.custom_cls.path": str(DATASET_PATH),
+        "data.custom_cls.name": DATASET_NAME,
         "actor_rollout_ref.model.path": model_path,
         "actor_rollout_ref.actor.optim.lr": config.rl_lr,
         "actor_rollout_ref.actor.ppo_mini_batch_size": config.tasks_per_step,
@@ -94,22 +117,58 @@ def rl_values(config: TrainConfig, settings: VerlSettings, data: PreparedData, m
         "trainer.logger": ["console"],
         "ray_kwargs.ray_init.runtime_env.env_vars": worker_env(),
     }
-    if settings.agent == TOOL_AGENT:  # verl's tool loop: tool schemas via the template, images in tool turns
+    if config.filter_uniform_groups:  # the local trainer's group filter, on the shaped rewards
+        values["trainer.v1.sampler.custom_sampler.path"] = str(SAMPLER_PATH)
+        values["trainer.v1.sampler.custom_sampler.name"] = SAMPLER_NAME
+        values["trainer.v1.sampler.sampler_kwargs"] = {
+            "group_filter_threshold": config.group_filter_threshold, "curiosity": dict(values["algorithm.curiosity"]),
+            "train_batch_size": config.tasks_per_step,
+        }
+    if settings.agent == TOOL_AGENT:  # verl's tool loop, rendering and parsing turns as the env does
         values["actor_rollout_ref.rollout.multi_turn.tool_config_path"] = str(data.tool_config)
-        values["actor_rollout_ref.rollout.multi_turn.format"] = "hermes"
-        values["actor_rollout_ref.model.custom_chat_template"] = CHAT_TEMPLATE
+        values["actor_rollout_ref.rollout.multi_turn.format"] = tool_agent.PARSER
+        values["actor_rollout_ref.rollout.multi_turn.max_tool_response_length"] = MAX_TEXT_ACTION
+        values["actor_rollout_ref.model.custom_chat_template"] = tool_agent.TEMPLATE
     return values
+
+
+def sft_settings(config: TrainConfig, settings: VerlSettings) -> tuple[int, float]:
+    """(global batch size, learning rate) of the SFT warm start. The batch is `sft_batch_size` rounded up to a
+    multiple of the GPUs (verl splits it evenly over them); the rate is `sft_lr` for the tiny models and for a value
+    set on purpose, else `PRETRAINED_SFT_LR` (the default 2e-3 is the tiny model's, not a pretrained one's)."""
+    gpus = settings.nnodes * settings.gpus_per_node
+    batch = -(-config.sft_batch_size // gpus) * gpus
+    lr = config.sft_lr
+    if config.model not in TINY_MODELS and lr == _TRAIN_DEFAULTS["sft_lr"]:
+        lr = PRETRAINED_SFT_LR
+    return batch, lr
+
+
+def check_sft(config: TrainConfig, settings: VerlSettings, batch: int, lr: float) -> None:
+    """Refuse SFT settings verl's sft_trainer would fail on or that would wreck a pretrained model."""
+    gpus = settings.nnodes * settings.gpus_per_node
+    if batch % gpus or batch < gpus:
+        raise ValueError(f"SFT data.train_batch_size={batch} must be a positive multiple of the {gpus} GPUs")
+    if config.sft_tasks < batch:
+        raise ValueError(f"sft_tasks={config.sft_tasks} traces make no full SFT batch of {batch} (verl drops it)")
+    if config.model not in TINY_MODELS and lr > MAX_PRETRAINED_SFT_LR:
+        raise ValueError(f"SFT optim.lr={lr} on the pretrained model {config.model}: above {MAX_PRETRAINED_SFT_LR} "
+                         "it destroys the model; pass --sft-lr (e.g. 1e-5)")
 
 
 def sft_overrides(config: TrainConfig, settings: VerlSettings, data: PreparedData, model_path: str) -> list[str]:
     """Command-line overrides for `verl.trainer.sft_trainer` on the synthesized traces (warm start)."""
+    batch, lr = sft_settings(config, settings)
+    check_sft(config, settings, batch, lr)
+    max_length = settings.prompt_length + settings.response_length
     return [
         f"data.train_files={data.sft}",
         "data.messages_key=messages",
-        f"data.max_length={settings.prompt_length + settings.response_length}",
-        f"data.train_batch_size={config.sft_batch_size}",
+        f"data.max_length={max_length}",
+        f"data.max_token_len_per_gpu={max_length}",
+        f"data.train_batch_size={batch}",
         f"model.path={model_path}",
-        f"optim.lr={config.sft_lr}",
+        f"optim.lr={lr}",
         f"trainer.total_epochs={config.sft_epochs}",
         "trainer.project_name=pixel-gym-sft",
         f"trainer.experiment_name={config.name}",
@@ -118,6 +177,11 @@ def sft_overrides(config: TrainConfig, settings: VerlSettings, data: PreparedDat
         f"trainer.nnodes={settings.nnodes}",
         f"trainer.n_gpus_per_node={settings.gpus_per_node}",
     ]
+
+
+def unmapped_fields(settings: VerlSettings) -> dict[str, str]:
+    """The TrainConfig fields this run's verl trainer does not see, with the reason."""
+    return {**NO_VERL_MEANING, **(TOOL_AGENT_NO_MEANING if settings.agent == TOOL_AGENT else {})}
 
 
 def worker_env() -> dict[str, str]:
