@@ -3,7 +3,8 @@
 All three travel as JSON strings inside `extra_info` (parquet-safe whatever the suite parameters are):
 - task: a built-in suite task by (suite, size, seed, split, kwargs, index) -- regenerated, pixels included, on
   the worker -- or a `Task` embedded whole (image files by path, in-memory images as base64 PNG);
-- env: the `PixelVQAEnv` settings that shaped the prompt (budgets preset, turn/op/image limits, padding, frames);
+- env: the `PixelVQAEnv` settings that shaped the prompt (budgets preset, turn/op/image limits, padding, frames,
+  the offered ops);
 - ground truth: answers, metric and choices, enough for `pixel_gym.reward.score_answer`.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops import DEFAULT_OPS
 from pixel_gym.reward import NO_CURIOSITY
 from pixel_gym.suites import make_suite
 from pixel_gym.suites.base import Suite
@@ -38,13 +40,15 @@ class EnvSettings:
     max_images: int = 16
     padding: float = 0.1
     num_shown_frames: int = 16
+    ops: tuple[str, ...] = DEFAULT_OPS  # the registered pixel operations offered (`pixel_gym.ops`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | None) -> EnvSettings:
-        return cls(**json.loads(text)) if text else cls()
+        values = json.loads(text) if text else {}
+        return cls(**{**values, "ops": tuple(values.get("ops", DEFAULT_OPS))})
 
 
 def make_env(settings: EnvSettings, task: Task) -> PixelVQAEnv:
