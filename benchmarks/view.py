@@ -129,6 +129,7 @@ def render_episode(entry: dict[str, Any], folder: Path, recording: str, number: 
     options = "".join(f"<li>{esc(option)}</li>" for option in entry["options"])
     errors = "".join(f"<li>{esc(e['tool'])}: {esc(e['error'])}</li>" for e in entry["errors"])
     rewards = "".join(f"<tr><th>{esc(k)}</th><td>{v:.4g}</td></tr>" for k, v in entry["rewards"].items())
+    answer = "(none)" if entry["answer"] is None else entry["answer"]
     badges = ("correct" if entry["correct"] else "incorrect") + (" · used a tool" if entry["used_tool"] else "")
     return (
         f'<section class="episode" id="{anchor}" {attributes}>'
@@ -138,7 +139,7 @@ def render_episode(entry: dict[str, Any], folder: Path, recording: str, number: 
         + (f'<ol class="options" type="A">{options}</ol>' if options else "")
         + render_views(entry, folder, anchor) + render_turns(entry, anchor)
         + (f'<div class="errors">tool errors<ul>{errors}</ul></div>' if errors else "")
-        + f'<p class="answer">answer: <b>{esc(entry["answer"])}</b> · gold: {esc(", ".join(entry["gold"]))} · '
+        + f'<p class="answer">answer: <b>{esc(answer)}</b> · gold: {esc(", ".join(entry["gold"]))} · '
         f'score {entry["score"]:.3g}</p><table class="rewards">{rewards}</table></section>'
     )
 

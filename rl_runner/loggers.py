@@ -40,7 +40,7 @@ class Sink:
     name: ClassVar[str]
 
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
-        self.run_dir = run_dir
+        """Open the sink for the run folder `run_dir`; `config` is the run's TrainConfig as a dict."""
 
     @classmethod
     def check(cls) -> None:

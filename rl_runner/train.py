@@ -68,8 +68,10 @@ class Run:
             raise
 
     def close(self) -> None:
-        self.loggers.close()
-        self.folder.close()
+        try:
+            self.loggers.close()
+        finally:
+            self.folder.close()
 
     def log(self, record: dict[str, Any]) -> None:
         """One record to every `--logger` sink (metrics.jsonl always)."""
