@@ -27,7 +27,7 @@ from rl_runner.traces import Trace, synthesize
 from rl_runner.verl_backend.agent_loop import AGENT_NAME, PixelGymAgentLoop
 from rl_runner.verl_backend.messages import placeholder_messages
 from rl_runner.verl_backend.specs import EnvSettings, embedded_task_spec, ground_truth, make_env, suite_task_spec
-from rl_runner.verl_backend.tools import TOOL_CLASSES, tool_config
+from rl_runner.verl_backend.tools import tool_config
 
 TOOL_AGENT = "tool_agent"  # verl's stock tool-calling loop
 ABILITY = "pixel_reasoning"
@@ -95,7 +95,7 @@ def rl_rows(items: Sequence[tuple[Task, str]], settings: EnvSettings, data_sourc
             "reward_model": {"style": "rule", "ground_truth": ground_truth(task)},
             "extra_info": {
                 "index": index, "task_id": task.id, "task": spec, "env": env_json,
-                "tools_kwargs": {cls.schema["function"]["name"]: create for cls in TOOL_CLASSES},
+                "tools_kwargs": {op: create for op in settings.ops},
             },
         })
     return rows
@@ -146,6 +146,6 @@ def prepare(out_dir: str | Path, data: SuiteData, settings: EnvSettings, agent_n
         train=write_parquet(rl_rows(train, settings, source, agent_name), out / "train.parquet"),
         val=write_parquet(rl_rows(val, settings, source, agent_name), out / "val.parquet"),
         sft=write_parquet(sft_rows(traces), out / "sft.parquet"),
-        tool_config=write_yaml(tool_config(), out / "tool_config.yaml"),
+        tool_config=write_yaml(tool_config(settings.ops), out / "tool_config.yaml"),
         agent_loop_config=write_yaml(agent_loop_config(later_temperature), out / "agent_loop.yaml"),
     )

@@ -1,4 +1,4 @@
-"""The pixel ops as verl `BaseTool`s, for verl's stock `tool_agent` loop (`tool_config.yaml`).
+"""The offered pixel ops (`pixel_gym.ops`) as verl `BaseTool`s, for verl's stock `tool_agent` loop (`tool_config.yaml`).
 
 verl creates and releases a tool instance around every call, so the episode lives on the trajectory's
 `AgentData` (verl passes it to `execute`): a `PixelVQAEnv` reset on the row's task at the first call (task and
@@ -12,15 +12,15 @@ reads the answer there); never the answer itself, which the tools cannot know.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
 from agents.chat import to_pil
-from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops import Operation, get_op, resolve_ops
 from rl_runner.verl_backend.fields import call_fields
 from rl_runner.verl_backend.specs import EnvSettings, load_task, make_env
 
@@ -28,12 +28,10 @@ SESSION_ATTRIBUTE = "_pixel_gym_env"
 
 
 class PixelOpTool(BaseTool):
-    """A pixel op executed by the trajectory's env."""
-
-    schema: ClassVar[dict[str, Any]]
+    """A registered pixel op (`config["op"]`, its schema from the registry) executed by the trajectory's env."""
 
     def __init__(self, config: dict[str, Any], tool_schema: OpenAIFunctionToolSchema | None = None) -> None:
-        super().__init__(config, tool_schema or OpenAIFunctionToolSchema.model_validate(self.schema))
+        super().__init__(config, tool_schema or OpenAIFunctionToolSchema.model_validate(get_op(config["op"]).schema))
 
     async def execute(self, instance_id: str, parameters: dict[str, Any],
                       **kwargs: Any) -> tuple[ToolResponse, float, dict[str, Any]]:
@@ -48,17 +46,6 @@ class PixelOpTool(BaseTool):
         return response, 0.0, {"error": info["last_error"]}
 
 
-class CropImageNormalizedTool(PixelOpTool):
-    schema = prompts.CROP_TOOL
-
-
-class SelectFramesTool(PixelOpTool):
-    schema = prompts.SELECT_FRAMES_TOOL
-
-
-TOOL_CLASSES: tuple[type[PixelOpTool], ...] = (CropImageNormalizedTool, SelectFramesTool)
-
-
 def session_env(agent_data: Any, tool_name: str) -> PixelVQAEnv:
     """The trajectory's env, reset on the row's task at the first call."""
     env = getattr(agent_data, SESSION_ATTRIBUTE, None)
@@ -71,7 +58,8 @@ def session_env(agent_data: Any, tool_name: str) -> PixelVQAEnv:
     return env
 
 
-def tool_config() -> dict[str, Any]:
-    """The content of verl's `multi_turn.tool_config_path` YAML for these tools."""
-    return {"tools": [{"class_name": f"{cls.__module__}.{cls.__qualname__}", "config": {"type": "native"}}
-                      for cls in TOOL_CLASSES]}
+def tool_config(ops: tuple[str | Operation, ...] | None = None) -> dict[str, Any]:
+    """The content of verl's `multi_turn.tool_config_path` YAML: one `PixelOpTool` per offered op (default: the
+    released two)."""
+    name = f"{PixelOpTool.__module__}.{PixelOpTool.__qualname__}"
+    return {"tools": [{"class_name": name, "config": {"type": "native", "op": op.name}} for op in resolve_ops(ops)]}
