@@ -163,6 +163,29 @@ def test_traces_without_an_op_trace_step_are_text_only() -> None:
     assert [trace.kind for trace in traces] == ["text_only"] * 3 and all(trace.correct for trace in traces)
 
 
+def test_the_verl_tools_offer_the_envs_ops(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from verl.experimental.agent_loop.tool_agent_loop import AgentData
+    from verl.tools.tool_registry import initialize_tools_from_config
+
+    from rl_runner.verl_backend.specs import EnvSettings, suite_task_spec
+    from rl_runner.verl_backend.tools import tool_config
+
+    settings = EnvSettings(ops=("crop_image_normalized", "rotate_image"))
+    assert EnvSettings.from_json(settings.to_json()) == settings
+    path = tmp_path / "tools.yaml"
+    path.write_text(json.dumps(tool_config(settings.ops)))
+    crop, rotate = initialize_tools_from_config(str(path))  # verl's own loader
+    assert (crop.name, rotate.name) == settings.ops and rotate.tool_schema.function.name == "rotate_image"
+    create = {"task": suite_task_spec(make_suite("fine_detail", size=1, seed=0), 0, {}), "env": settings.to_json()}
+    agent_data = AgentData([], [], None, None, None, {}, "request", {"rotate_image": {"create_kwargs": create}})
+    response, _, info = asyncio.run(rotate.execute("i", {"target_image": 1, "angle": 180}, agent_data=agent_data))
+    assert info["error"] == "" and len(response.image) == 1
+    assert response.text.startswith("\nHere is the rotated image")
+
+
 def test_a_package_registers_ops_through_the_entry_point_group(tmp_path: Path) -> None:
     (tmp_path / "flip_plugin.py").write_text(textwrap.dedent("""
         from PIL import ImageOps
