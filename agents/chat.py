@@ -23,6 +23,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoProcessor, BatchFeature, ProcessorMixin, Qwen2_5_VLProcessor
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
+MODALITY_KEY = "mm_token_type_ids"  # Qwen2.5-VL's per-token modality (0 text, 1 image, 2 video)
 VIDEO_FPS = 2.0  # qwen-vl-utils' rate for a video given as frames: one temporal patch (2 frames) per second
 VIDEO_FALLBACK_WARNING = ("%s cannot take video input (no video processor; Qwen2.5-VL's needs torchvision): "
                           "video parts are shown as their frames, one image each, instead of one video input")
@@ -145,6 +146,8 @@ def stack_inputs(samples: Sequence[Mapping[str, torch.Tensor]], pad_token_id: in
     keys = dict.fromkeys(key for sample in samples for key in sample)
     batch: dict[str, torch.Tensor] = {}
     for key in keys:
+        if key == MODALITY_KEY:  # text-only samples have no modality ids: theirs are all text (0)
+            samples = [s if key in s else {**s, key: torch.zeros_like(s["input_ids"])} for s in samples]
         values = [sample[key] for sample in samples if key in sample]
         if len(values) == len(samples) and _is_token_aligned(values, lengths):
             fill = pad_token_id if key == "input_ids" else 0

@@ -5,16 +5,20 @@ that from this stage: single-turn examples made from the suites' annotations, ev
 env (the global view at reset, a crop through the env's own zoom), so pretraining sees what SFT and RL show.
 Kinds of example:
 
-- `ground`: the global view and "Where is the <colour> tag?" -> its box, normalized, rounded outwards to tenths;
+- `ground`: the global view and "Where is the <colour> tag?" -> its box (`agents.scripted.zoom_box`: the tenth
+  cell of its centre, the box a trace's crop asks for);
 - `look`: the global view and the task question -> the first turn of a direct trace (a crop call on the target);
-- `read`: a crop around the target, as the look turn's box cuts it (shifted a little), and the task question ->
-  what it shows, the boxed answer;
-- `name`: the same crop and "Which symbol is printed on the <colour> tag?" without options -> the symbol itself.
+- `glyph`: a small window of the target's crop, as the look turn's crop shows it, around the tag -> its symbol
+  (the same pixels per glyph cell as in the crop, at a few image tokens: reading is learned cheaply);
+- `name`: the whole crop (its box shifted a little) and "Which symbol is printed on the <colour> tag?" -> the
+  symbol;
+- `match`: text only, the task question and "The tag shows <symbol>." -> the final turn: the option's letter.
 
-The main job's model "tiny" is this base: `ensure_pretrained_base` builds it once per version, seed and step count
-and caches it (like the random tiny model), at the default budget of `PretrainConfig.steps`.
-`python -m rl_runner.pretrain --out DIR --steps N` builds one explicitly (use it with `--model DIR`); `--blind`
-trains the same stream with every image flat gray, the control that shows what the pixels add.
+The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
+`python -m rl_runner.pretrain --out models/pixel-tiny-base`), or, where a checkout lacks it, built once with the same
+recipe and cached like the random tiny model (`ensure_pretrained_base`). `--out DIR --steps N` builds another one
+(use it with `--model DIR`); `--blind` trains the same stream with every image flat gray, the control that shows
+what the pixels add.
 """
 
 from __future__ import annotations
@@ -52,9 +56,12 @@ from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
 PRETRAIN_VERSION = "p2"
+COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"  # present in a source checkout
 BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, inside the base's folder
-KINDS = ("ground", "look", "read", "name")
-READ_SHIFT = 0.08  # how far a read crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
+KINDS = ("ground", "look", "glyph", "name", "match")
+READ_SHIFT = 0.08  # how far a name crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
+SHUFFLE = 128  # examples mixed before they are drawn, so a batch holds many tasks
+GLYPH_WINDOW = 56  # pixels of a glyph window's side (the processor's smallest image: 4 tokens)
 
 
 @dataclass
@@ -65,12 +72,12 @@ class PretrainConfig:
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
-    kind_weights: dict[str, float] = field(
-        default_factory=lambda: {"ground": 0.3, "look": 0.15, "read": 0.35, "name": 0.2}
+    kind_counts: dict[str, int] = field(  # examples of each kind per task (per drawn image)
+        default_factory=lambda: {"ground": 3, "look": 1, "glyph": 2, "name": 1, "match": 1}
     )
-    steps: int = 200  # what fits the main job's CPU budget; grounding needs far more (see the README)
-    batch_size: int = 8
-    lr: float = 1e-3
+    steps: int = 1800  # the committed base's recipe: about 45 minutes on a CPU (one core and a data worker)
+    batch_size: int = 16
+    lr: float = 2e-3
     warmup: int = 100
     seed: int = 0
     blind: bool = False  # the control: every image replaced by flat gray
@@ -78,13 +85,15 @@ class PretrainConfig:
     save_every: int = 250
     device: str = "cpu"
     threads: int = 0
+    data_workers: int = 1  # processes that draw and encode examples (0: in the training process)
 
 
-def chat(image: np.ndarray, question: str, answer: str) -> list[dict[str, Any]]:
-    """One single-turn example in the env's message format."""
+def chat(image: np.ndarray | None, question: str, answer: str) -> list[dict[str, Any]]:
+    """One single-turn example in the env's message format (text only without an image)."""
+    picture = [] if image is None else [{"type": "image", "image": image}]
     return [
         {"role": "system", "content": [{"type": "text", "text": PRETRAIN_SYSTEM}]},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
+        {"role": "user", "content": [*picture, {"type": "text", "text": question}]},
         {"role": "assistant", "content": [{"type": "text", "text": answer}]},
     ]
 
@@ -99,50 +108,88 @@ class ExampleMaker:
     def __init__(self, env: PixelVQAEnv, rng: np.random.Generator) -> None:
         self.env, self.rng = env, rng
 
-    def examples(self, task: Task, kind: str) -> list[list[dict[str, Any]]]:
+    def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
+        """`counts[kind]` examples of each kind, from one reset (one drawing of the image); a task whose target the
+        global view cannot locate gives `match` examples only."""
+        if not task.annotations.get("locatable", False):
+            counts = {"match": counts.get("match", 0)}
         obs, _ = self.env.reset(options={"task": task})
         global_view = obs["images"][0]
         width, height = task.annotations["image_size"]
         target = target_region(task, (width, height))
-        if kind == "ground":
-            colored = [tag for tag in task.annotations["tags"] if tag["color"] != "gray"]
-            picks = self.rng.permutation(len(colored))[:2]
-            return [self._ground(global_view, colored[i], width, height) for i in picks]
-        if kind == "look":
-            return [chat(global_view, task.prompt_text(), look_turn(target))]
-        view = self._zoomed(target)
-        if kind == "name":
-            tag = task.annotations["tags"][task.annotations["targets"][0]]
-            return [chat(view, f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"])]
-        return [chat(view, task.prompt_text(), final_turn(task))]
+        box = np.asarray(zoom_box(target, BOX_DECIMALS))
+        tag = task.annotations["tags"][task.annotations["targets"][0]]
+        colored = [t for t in task.annotations["tags"] if t["color"] != "gray"]
+        made: list[list[dict[str, Any]]] = []
+        for kind in KINDS:
+            for _ in range(counts.get(kind, 0)):
+                if kind == "ground":
+                    made.append(self._ground(global_view, colored[int(self.rng.integers(len(colored)))], width, height))
+                elif kind == "look":
+                    made.append(chat(global_view, task.prompt_text(), look_turn(target)))
+                elif kind == "match":
+                    made.append(chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task)))
+                elif kind == "glyph":
+                    made.append(chat(self._glyph_window(box, tag["box"]), "Which symbol is printed on the tag?",
+                                     tag["symbol"]))
+                else:
+                    made.append(chat(self._zoomed(box, shift=True),
+                                     f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
+        return made
 
     def _ground(self, view: np.ndarray, tag: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
         x1, y1, x2, y2 = tag["box"]
         box = zoom_box((x1 / width, y1 / height, x2 / width, y2 / height), BOX_DECIMALS)
         return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box))
 
-    def _zoomed(self, target: Sequence[float]) -> np.ndarray:
-        """The target as the look turn's crop shows it, the box shifted by up to `READ_SHIFT` along each axis."""
-        box = np.asarray(zoom_box(target, BOX_DECIMALS))
-        shift = np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
-        obs, *_ = self.env.step(crop_call(np.clip(box + shift, 0.0, 0.99), decimals=2))
+    def _zoomed(self, box: np.ndarray, shift: bool) -> np.ndarray:
+        """The view the env shows for a crop on `box` (shifted by up to `READ_SHIFT` along each axis)."""
+        if shift:
+            box = box + np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
+        obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
         return obs["images"][-1]
+
+    def _glyph_window(self, box: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
+        """A `GLYPH_WINDOW`-pixel square of the crop view on `box` that holds the tag at a random place."""
+        view = self._zoomed(box, shift=False)
+        x1, y1, x2, y2 = self.env.unwrapped._require_episode().views[-1].region
+        scale = np.array([view.shape[1] / (x2 - x1), view.shape[0] / (y2 - y1)])
+        low = (np.asarray(tag_box[:2]) - (x1, y1)) * scale  # the tag's corners in view pixels
+        high = (np.asarray(tag_box[2:]) - (x1, y1)) * scale
+        size = np.array([view.shape[1], view.shape[0]])
+        start = [int(self.rng.integers(max(0, int(hi) - GLYPH_WINDOW), max(1, min(int(lo), n - GLYPH_WINDOW) + 1)))
+                 for lo, hi, n in zip(low, high, size)]
+        return view[start[1] : start[1] + GLYPH_WINDOW, start[0] : start[0] + GLYPH_WINDOW]
 
 
 def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:
-    """Endless single-turn examples from ever new tasks; `look` is only drawn where the global view locates."""
+    """Endless single-turn examples from ever new tasks, `kind_counts` per task, shuffled in a `SHUFFLE` buffer."""
     rng = np.random.default_rng(config.seed)
-    kinds = list(config.kind_weights)
-    weights = np.asarray([config.kind_weights[k] for k in kinds], dtype=float)
+    buffer: list[list[dict[str, Any]]] = []
     for chunk in itertools.count(1):
         suite = make_suite(config.suite, size=1000, seed=config.seed * 100_000 + chunk, split=split,
                            **config.suite_kwargs)
         maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), rng)
         for task in suite:
-            locatable = task.annotations.get("locatable", False)
-            allowed = [k for k in kinds if locatable or k == "read"]
-            p = weights[[kinds.index(k) for k in allowed]]
-            yield from maker.examples(task, allowed[int(rng.choice(len(allowed), p=p / p.sum()))])
+            buffer.extend(maker.examples(task, config.kind_counts))
+            while len(buffer) >= SHUFFLE:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+
+
+class EncodedBatches(torch.utils.data.IterableDataset):
+    """`example_stream` as model inputs: batches of `config.batch_size` encoded chats (gray ones if `blind`)."""
+
+    def __init__(self, config: PretrainConfig, processor: Any) -> None:
+        self.config, self.processor = config, processor
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        torch.set_num_threads(1)
+        stream = example_stream(self.config)
+        pad = self.processor.tokenizer.pad_token_id or 0
+        while True:
+            chats = [next(stream) for _ in range(self.config.batch_size)]
+            encoded = [encode_conversation(self.processor, grayed(c) if self.config.blind else c) for c in chats]
+            yield batch_conversations(encoded, pad)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -165,14 +212,14 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, config.warmup, config.steps)
     )
-    stream = example_stream(config)
+    batches = torch.utils.data.DataLoader(  # drawn and encoded in a worker process while the model trains
+        EncodedBatches(config, processor), batch_size=None, num_workers=config.data_workers, prefetch_factor=4
+        if config.data_workers else None,
+    )
     window, log, started = LossSplit(), [], time.time()
     model.train()
     with tqdm(total=config.steps, desc="pretrain" + (" (blind)" if config.blind else ""), disable=not progress) as bar:
-        for step in range(config.steps):
-            chats = [next(stream) for _ in range(config.batch_size)]
-            encoded = [encode_conversation(processor, grayed(c) if config.blind else c) for c in chats]
-            inputs, mask = batch_conversations(encoded, tokenizer.pad_token_id or 0)
+        for step, (inputs, mask) in zip(range(config.steps), batches):
             inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
             logprobs, _ = forward_logprobs(model, inputs)
             loss = -(logprobs * mask).sum() / mask.sum()
@@ -231,8 +278,11 @@ def ensure_pretrained_base(cache_dir: str | Path, seed: int = 0, steps: int = Pr
 
 def resolve_model(name: str, cache_dir: str | Path, seed: int = 0) -> str | Path:
     """A model name as the CLIs take it: "tiny" (the pretrained base), "tiny-random", or a hub id / local path."""
-    if name == "tiny":
-        return ensure_pretrained_base(cache_dir, seed)
+    if name == "tiny":  # one base for every training seed, as a hub checkpoint would be
+        if (COMMITTED_BASE / "config.json").is_file():
+            return COMMITTED_BASE
+        print(f"no committed base at {COMMITTED_BASE}: pretraining one (the same recipe; over an hour on a CPU)")
+        return ensure_pretrained_base(cache_dir)
     if name == "tiny-random":
         return ensure_tiny_model(cache_dir, seed=seed)
     return name

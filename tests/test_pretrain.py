@@ -14,9 +14,18 @@ from agents.chat import load_processor
 from agents.scripted import crop_call, outward_box, zoom_box
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
+from pixel_gym.suites.drawing import FRAME_COLORS
 from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
 from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_hits
-from rl_runner.pretrain import ExampleMaker, PretrainConfig, ensure_pretrained_base, example_stream, main, resolve_model
+from rl_runner.pretrain import (
+    COMMITTED_BASE,
+    ExampleMaker,
+    PretrainConfig,
+    ensure_pretrained_base,
+    example_stream,
+    main,
+    resolve_model,
+)
 
 SMALL_SUITE = {"image_size": (700, 800), "cell": 3, "categories": ("attribute",)}
 
@@ -75,9 +84,10 @@ def test_examples_are_what_the_env_shows() -> None:
     env = PixelVQAEnv(tasks=suite)
     maker = ExampleMaker(env, np.random.default_rng(0))
     task = suite[0]
-    ground = maker.examples(task, "ground")
+    made = maker.examples(task, {"ground": 2, "look": 1, "glyph": 1, "name": 1, "match": 1})
+    assert len(made) == 6
     width, height = task.annotations["image_size"]
-    for chat in ground:
+    for chat in made[:2]:
         question, answer = chat[1]["content"][1]["text"], chat[2]["content"][0]["text"]
         color = question.split("the ")[1].split(" tag")[0]
         tag = next(t for t in task.annotations["tags"] if t["color"] == color)
@@ -85,31 +95,34 @@ def test_examples_are_what_the_env_shows() -> None:
         x1, y1, x2, y2 = np.asarray(tag["box"]) / [width, height, width, height]
         assert box[0] <= (x1 + x2) / 2 <= box[2] and box[1] <= (y1 + y2) / 2 <= box[3]  # the cell of its centre
         assert box[0] - 0.1 <= x1 and box[1] - 0.1 <= y1 and box[2] + 0.1 >= x2 and box[3] + 0.1 >= y2  # padded
-        assert max(box) < 1 and round(box[2] - box[0], 6) == round(box[3] - box[1], 6) == 0.1
+        assert max(box) < 1 and {round(box[2] - box[0], 6), round(box[3] - box[1], 6)} <= {0.1, 0.09}  # 0.99 top
     obs, _ = env.reset(options={"task": task})
-    assert np.array_equal(ground[0][1]["content"][0]["image"], obs["images"][0])
-    (look,) = maker.examples(task, "look")
+    assert np.array_equal(made[0][1]["content"][0]["image"], obs["images"][0])
+    look, glyph, name, match = made[2:]
     assert "<tool_call>" in look[2]["content"][0]["text"]
-    (read,) = maker.examples(task, "read")
-    assert read[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
-    assert read[1]["content"][0]["image"].shape != obs["images"][0].shape or not np.array_equal(
-        read[1]["content"][0]["image"], obs["images"][0])
-    (name,) = maker.examples(task, "name")
     target = task.annotations["tags"][task.annotations["targets"][0]]
+    window = glyph[1]["content"][0]["image"]
+    assert window.shape == (56, 56, 3) and glyph[2]["content"][0]["text"] == target["symbol"]
+    frame = np.array(FRAME_COLORS[target["color"]])
+    assert (np.abs(window.astype(int) - frame).sum(-1) < 60).sum() >= 20  # the tag's coloured frame is in it
     assert name[1]["content"][1]["text"] == f"Which symbol is printed on the {target['color']} tag?"
-    assert name[2]["content"][0]["text"] == target["symbol"]
+    assert name[2]["content"][0]["text"] == target["symbol"] and name[1]["content"][0]["image"].shape[0] > 100
+    assert [part["type"] for part in match[1]["content"]] == ["text"]
+    assert match[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
+    assert f"The tag shows {target['symbol']}." in match[1]["content"][0]["text"]
 
 
 def test_example_stream_draws_every_kind() -> None:
     stream = example_stream(PretrainConfig(suite_kwargs=SMALL_SUITE))
-    answers = [next(stream)[2]["content"][0]["text"] for _ in range(30)]
+    answers = [next(stream)[2]["content"][0]["text"] for _ in range(40)]
     assert any(a.startswith("[") for a in answers)
     assert any("<tool_call>" in a for a in answers)
     assert any(a.startswith("Now I can see") for a in answers)
+    assert any(len(a) == 1 for a in answers)
 
 
 def test_grayed_keeps_sizes_and_text() -> None:
-    chat = next(example_stream(PretrainConfig(suite_kwargs=SMALL_SUITE)))
+    chat = next(c for c in example_stream(PretrainConfig(suite_kwargs=SMALL_SUITE)) if len(c[1]["content"]) == 2)
     gray = grayed(chat)
     image = gray[1]["content"][0]["image"]
     assert image.shape == chat[1]["content"][0]["image"].shape and np.all(image == 128)
@@ -160,3 +173,12 @@ def test_the_main_jobs_tiny_model_is_the_pretrained_base_built_once(tmp_path: Pa
     assert not list(tmp_path.glob(".building-*"))
     assert resolve_model("Qwen/Qwen2.5-VL-7B-Instruct", tmp_path) == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert (Path(resolve_model("tiny-random", tmp_path)) / "config.json").is_file()
+
+
+def test_tiny_is_the_committed_base_for_every_seed(tmp_path: Path) -> None:
+    assert (COMMITTED_BASE / "config.json").is_file(), "the pretrained base is committed under models/"
+    assert resolve_model("tiny", tmp_path, seed=0) == resolve_model("tiny", tmp_path, seed=3) == COMMITTED_BASE
+    recipe = json.loads((COMMITTED_BASE / "pretrain_config.json").read_text())
+    assert recipe["steps"] == PretrainConfig.steps and not recipe["blind"]  # what `rl_runner.pretrain` rebuilds
+    assert (COMMITTED_BASE / "model.safetensors").stat().st_size < 20e6
+    assert not list(tmp_path.iterdir())  # nothing was built
