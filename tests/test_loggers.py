@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+import shlex
 import shutil
 import socket
 import subprocess
@@ -25,13 +26,30 @@ from rl_runner.config import load_config
 from rl_runner.loggers import SINKS, logger_names
 from rl_runner.train import main
 
-# the README's command, then the smallest run that still has every stage, two RL steps and three evaluations
+# the README's commands (tests below run each); training runs add the smallest settings that still have every stage,
+# two RL steps and three evaluations
 README_COMMAND = ["--name", "my-run", "--logger", "console,tensorboard"]
+TENSORBOARD_COMMAND = ["tensorboard", "--logdir", "runs"]
+WANDB_COMMAND = ["--logger", "wandb"]  # with WANDB_MODE=offline
 SMALL = [
     "--model", "tiny-random", "--sft-tasks", "2", "--sft-epochs", "1", "--sft-batch-size", "2", "--rl-steps", "2",
     "--tasks-per-step", "1", "--group-size", "2", "--eval-tasks", "2", "--eval-every", "1", "--checkpoint-every", "1",
     "--max-new-tokens", "16", "--threads", "1", "--suite-kwargs", '{"image_size": [600, 700]}',
 ]
+
+
+def readme_commands(heading: str) -> list[str]:
+    """The commands of the bash block under `heading` in the README, comments dropped."""
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split(" #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_shows_the_tested_commands() -> None:
+    assert readme_commands("### Watching a run: `--logger`") == [
+        shlex.join(["python", "-m", "rl_runner.train", *README_COMMAND]), shlex.join(TENSORBOARD_COMMAND),
+        shlex.join(["WANDB_MODE=offline", "python", "-m", "rl_runner.train", *WANDB_COMMAND]),
+    ]
 
 
 def records(run: Path) -> list[dict]:
@@ -125,8 +143,8 @@ def test_tensorboard_serves_the_run(run: tuple[Path, str], tmp_path: Path) -> No
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", "runs", "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [str(Path(sys.executable).parent / TENSORBOARD_COMMAND[0]), *TENSORBOARD_COMMAND[1:], "--host",
+               "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         runs: list[str] = []
@@ -177,6 +195,6 @@ def test_wandb_offline_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     """The README's `WANDB_MODE=offline python -m rl_runner.train --logger wandb`: an offline W&B run in the run
     folder holding the metrics and galleries."""
     monkeypatch.setenv("WANDB_MODE", "offline")
-    main(["--logger", "wandb", *SMALL, "--rl-steps", "1", "--out-dir", str(tmp_path)])
+    main([*WANDB_COMMAND, *SMALL, "--rl-steps", "1", "--out-dir", str(tmp_path)])
     (offline,) = (tmp_path / "default" / "wandb").glob("offline-run-*")
     assert list(offline.glob("*.wandb")) and list((offline / "files" / "media" / "images" / "eval").glob("*.png"))

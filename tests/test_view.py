@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_loggers import readme_commands
 
 from benchmarks import view
 from benchmarks.episodes import MAX_EPISODES, find_recordings, read_episodes
@@ -59,6 +60,12 @@ def evals(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def page(evals: Path) -> Path:
     """The README's `python -m benchmarks.view runs/eval/NAME`, on a folder holding three evaluations."""
     return view.main([str(evals)])
+
+
+def test_the_readme_shows_the_tested_commands() -> None:
+    # runs/my-run: tests/test_loggers.py runs it on the README's training run; runs/eval/NAME: `page` below
+    assert readme_commands("### Looking at episodes: `python -m benchmarks.view`") == [
+        "python -m benchmarks.view runs/my-run", "python -m benchmarks.view runs/eval/NAME"]
 
 
 def entries(root: Path) -> list[tuple[str, dict]]:
