@@ -21,6 +21,7 @@ from benchmarks.episodes import EPISODES_FILE, find_recordings, read_episodes
 PAGE = "episodes.html"
 FILTERS = (("recording", "Recording"), ("suite", "Suite"), ("category", "Category"))
 YES_NO = (("correct", "Answer", "correct", "incorrect"), ("tool", "Tool", "used a tool", "no tool"))
+NO_CATEGORY = "(none)"
 BOX_COLORS = ("#ff4040", "#40c840", "#4080ff", "#ffbe00", "#dc40dc", "#00c8c8")
 
 STYLE = """
@@ -123,7 +124,7 @@ def render_turns(entry: dict[str, Any], anchor: str) -> str:
 def render_episode(entry: dict[str, Any], folder: Path, recording: str, number: int) -> str:
     anchor = f"ep{number}"
     yes = {"correct": entry["correct"], "tool": entry["used_tool"]}
-    data = {"recording": recording, "suite": entry["suite"], "category": entry["category"],
+    data = {"recording": recording, "suite": entry["suite"], "category": entry["category"] or NO_CATEGORY,
             **{key: "yes" if value else "no" for key, value in yes.items()}}
     attributes = " ".join(f'data-{key}="{esc(value)}"' for key, value in data.items())
     options = "".join(f"<li>{esc(option)}</li>" for option in entry["options"])
@@ -134,7 +135,7 @@ def render_episode(entry: dict[str, Any], folder: Path, recording: str, number: 
     return (
         f'<section class="episode" id="{anchor}" {attributes}>'
         f'<h2>{esc(entry["id"])}<span class="badge">{badges}</span><span class="badge">{esc(entry["suite"])} / '
-        f'{esc(entry["category"] or "-")}</span><span class="badge">{esc(recording)}</span></h2>'
+        f'{esc(entry["category"] or NO_CATEGORY)}</span><span class="badge">{esc(recording)}</span></h2>'
         f'<p class="question">{esc(entry["question"])}</p>'
         + (f'<ol class="options" type="A">{options}</ol>' if options else "")
         + render_views(entry, folder, anchor) + render_turns(entry, anchor)
@@ -147,7 +148,7 @@ def render_episode(entry: dict[str, Any], folder: Path, recording: str, number: 
 def render_filters(values: dict[str, list[str]]) -> str:
     selects = []
     for key, label in FILTERS:
-        options = "".join(f'<option value="{esc(v)}">{esc(v or "-")}</option>' for v in values[key])
+        options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values[key])
         selects.append(f'<label>{label} <select id="filter-{key}" data-key="{key}"><option value="">all</option>'
                        f"{options}</select></label>")
     for key, label, yes, no in YES_NO:
@@ -164,7 +165,7 @@ def build_page(root: Path) -> tuple[str, int]:
         for entry in read_episodes(folder / EPISODES_FILE):
             values["recording"].add(recording)
             values["suite"].add(entry["suite"])
-            values["category"].add(entry["category"])
+            values["category"].add(entry["category"] or NO_CATEGORY)
             sections.append(render_episode(entry, folder, recording, len(sections) + 1))
     title = f"pixel-gym episodes: {esc(root)}"
     page = (
