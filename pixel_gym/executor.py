@@ -10,6 +10,7 @@ rule: an error message, and the episode goes on).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from pixel_gym.ops import MAX_SELECTED_FRAMES, NormalizedRule, OpCall, Operation
 from pixel_gym.tasks import ImageLoadError
 
 CropFrom = Literal["kept", "source"]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,13 @@ def _run(op: Operation, action: Any, episode: Episode, limits: Limits) -> Feedba
     """Run `op`, add its views and record it; the result text, then the new images, is the next user turn."""
     if isinstance(action, OpCall) and op.parse is not None:  # a generic call of an op with its own argument type
         action = op.read(action.arguments, op.name)
-    result = op.run(OpContext(episode, limits), action)
+    try:
+        result = op.run(OpContext(episode, limits), action)
+    except (OpError, LimitReached, ImageLoadError):
+        raise
+    except Exception as error:  # a plug-in's bug is the model's execution error, as the released code reports any
+        logger.warning("op %s raised %s: %s", op.name, type(error).__name__, error, exc_info=error)
+        raise OpError(f"{op.name} failed: {type(error).__name__}: {str(error)[:200]}") from error
     _check_room(episode, limits, len(result.views))
     source = None if result.source is None else next(i for i, v in enumerate(episode.views) if v is result.source)
     episode.views.extend(result.views)

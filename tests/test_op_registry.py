@@ -119,6 +119,11 @@ def test_registering_and_choosing_ops(caplog: pytest.LogCaptureFixture) -> None:
         assert info["num_ops"] == 1 and np.array_equal(observation["images"][1], 255 - PICTURE)
         assert from_structured(OpCall("invert_colors", {"target_image": 1})) == OpCall("invert_colors",
                                                                                       {"target_image": 1})
+        register_op("invert_colors", schema, lambda context, action: {}["oops"])  # a plug-in with a bug
+        with caplog.at_level(logging.WARNING):
+            _, info = call(picture_env(("invert_colors",)), "invert_colors", target_image=1)
+        assert info["last_error"] == "invert_colors failed: KeyError: 'oops'" and info["num_tool_calls"] == 1
+        assert "op invert_colors raised KeyError" in caplog.text
     finally:
         registry.pop("invert_colors", None)
     with pytest.raises(ValueError, match="is named 'other'"):
