@@ -136,6 +136,15 @@ def test_a_resume_shows_each_recomputed_step_once(run: tuple[Path, str], tmp_pat
     assert_same_metrics(folder)
 
 
+def test_a_resume_that_trains_sft_again_starts_tensorboard_afresh(run: tuple[Path, str], tmp_path: Path) -> None:
+    folder = tmp_path / "my-run"
+    shutil.copytree(run[0], folder)
+    shutil.rmtree(folder / "checkpoints")
+    main([*README_COMMAND, *SMALL, "--out-dir", str(tmp_path), "--resume"])
+    assert len(list((folder / "tensorboard" / "sft").iterdir())) == 1
+    assert_same_metrics(folder)
+
+
 def test_tensorboard_serves_the_run(run: tuple[Path, str], tmp_path: Path) -> None:
     """The README's `tensorboard --logdir runs`: the server lists the run's stages."""
     logdir = tmp_path / "runs"
