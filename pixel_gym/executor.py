@@ -140,7 +140,7 @@ def _run(op: Operation, action: Any, episode: Episode, limits: Limits) -> Feedba
         logger.warning("op %s raised %s: %s", op.name, type(error).__name__, error, exc_info=error)
         raise OpError(f"{op.name} failed: {type(error).__name__}: {str(error)[:200]}") from error
     _check_room(episode, limits, len(result.views))
-    source = None if result.source is None else next(i for i, v in enumerate(episode.views) if v is result.source)
+    source = next((i for i, view in enumerate(episode.views) if view is result.source), None)
     episode.views.extend(result.views)
     episode.ops.append(OpRecord(op.name, ok=True, view=source, region=result.region, frames=result.frames))
     parts: list[dict[str, Any]] = [{"type": "text", "text": result.text}]
