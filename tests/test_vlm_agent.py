@@ -24,6 +24,7 @@ from pixel_gym import prompts
 from pixel_gym.actions import Answer, ZoomIn, format_tool_call, parse_turn
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.tasks import Task
+from rl_runner.conversation import encode_conversation
 
 TOOL_TURN = "The sign is too small.\n" + format_tool_call(
     "crop_image_normalized", {"bbox_2d": [0.1, 0.2, 0.5, 0.6], "target_image": 1}
@@ -227,3 +228,22 @@ def test_video_observation_is_one_video_input_where_the_processor_takes_video(ti
     with torch.no_grad():
         recomputed = sequence_logprobs(agent.model, batch.inputs, batch.response_mask)
     torch.testing.assert_close(recomputed, batch.sampled_logprobs, atol=1e-4, rtol=0)
+
+
+def test_a_batch_mixes_text_only_and_image_samples(tiny_model_path: Path) -> None:
+    """A text-only sample has no modality ids; in a batch with image samples its tokens count as text, and each
+    row's log-probs equal those of the sample alone."""
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_path).eval()
+    processor = load_processor(tiny_model_path)
+    text_only = [{"role": "user", "content": [{"type": "text", "text": "Which option shows K? (A) K (B) 7"}]}]
+    samples = [encode_conversation(processor, observation(0)["messages"]).inputs,
+               encode_conversation(processor, text_only).inputs]
+    assert "mm_token_type_ids" in samples[0] and "mm_token_type_ids" not in samples[1]
+    batch = stack_inputs(samples, processor.tokenizer.pad_token_id)
+    width = batch["input_ids"].shape[1]
+    assert batch["mm_token_type_ids"].shape == (2, width) and not batch["mm_token_type_ids"][1].any()
+    with torch.no_grad():
+        together = model(**batch).logits
+        alone = model(**samples[1]).logits
+    length = samples[1]["input_ids"].shape[1]
+    torch.testing.assert_close(together[1, -length:], alone[0], atol=1e-4, rtol=1e-4)
