@@ -116,20 +116,23 @@ class Episode:
         return [{"type": "video", "video": [view.array for view in self.views]}]
 
     def target_view(self, number: int) -> View:
-        """The view `target_image` `number` names. Images: the n-th view. Videos, as the released code numbers
-        them: the n-th shown frame until a picture is added (a selected frame or a crop), then the n-th added
-        picture (so after a first selection of k frames, 1..k are those frames, as its result text says)."""
+        """The view `target_image` `number` names. Images: the n-th view. Videos: the n-th shown frame until a
+        picture is added (a selected frame or a crop); after that the pictures are numbered after the video,
+        which is picture 1 (REFERENCE.md: "After a selection, `target_image` 2 is the first selected frame")."""
         if not self.task.is_video:
             if not 1 <= number <= len(self.views):
                 raise OpError(f"target_image {short_repr(number)} does not exist: images are numbered 1 to "
                               f"{len(self.views)}")
             return self.views[number - 1]
         added = self.added_views
-        candidates = added or self.views
-        if not 1 <= number <= len(candidates):
-            what = "a previous frame" if added else "frames in the given video"
-            raise OpError(f"Incorrect `target_image`. You can only select {what} within [1,{len(candidates)}]")
-        return candidates[number - 1]
+        if not added:
+            if not 1 <= number <= len(self.views):
+                raise OpError(f"Incorrect `target_image`. You can only select frames in the given video within "
+                              f"[1,{len(self.views)}]")
+            return self.views[number - 1]
+        if not 2 <= number <= len(added) + 1:
+            raise OpError(f"Incorrect `target_image`. You can only select a previous frame within [2,{len(added) + 1}]")
+        return added[number - 2]
 
     @property
     def added_views(self) -> list[View]:

@@ -123,16 +123,20 @@ def test_before_any_added_picture_target_image_k_is_frame_k() -> None:
 
 
 def test_after_a_selection_target_image_numbers_the_added_pictures() -> None:
-    """The released crop on a video: images = [video, added...]; target_image k is added picture k, so the first
-    selected frame is 1, as the result text "Numbered 1 to N" says; the shown frames are no longer targets."""
+    """REFERENCE.md: after a selection, target_image 2 is the first selected frame (the video is picture 1 and
+    cannot be cropped); the shown frames are no longer targets."""
     env, _ = video_env()
     env.step(select([9, 3]))
-    env.step(crop(2))  # the second selected frame: video frame 3
+    env.step(crop(3))  # the second selected frame: video frame 3
     assert env.episode.ops[-1].ok and env.episode.ops[-1].view == 17 and env.episode.views[-1].source == 2
-    env.step(crop(1))  # the first selected frame: video frame 9
+    env.step(crop(2))  # the first selected frame: video frame 9
     assert env.episode.ops[-1].ok and env.episode.ops[-1].view == 16 and env.episode.views[-1].source == 8
-    *_, info = env.step(crop(5))  # 4 pictures added so far: 2 frames, 2 crops
-    assert "Incorrect `target_image`. You can only select a previous frame within [1,4]" in info["last_error"]
+    *_, info = env.step(crop(1))  # the video itself; 4 pictures added so far: 2 frames, 2 crops -> 2..5
+    assert "Incorrect `target_image`. You can only select a previous frame within [2,5]" in info["last_error"]
+    env, _ = video_env()
+    env.step(select([9, 3]))
+    *_, info = env.step(crop(4))  # past the two selected frames
+    assert "within [2,3]" in info["last_error"]
 
 
 def test_target_image_past_the_16_frames_is_an_error() -> None:
