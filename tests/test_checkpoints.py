@@ -129,8 +129,9 @@ def test_trainer_state_loads_tensors_and_plain_data_only(tmp_path: Path) -> None
 
 def test_a_torn_last_metrics_line_is_dropped(tmp_path: Path) -> None:
     run = Run(TrainConfig(out_dir=str(tmp_path), name="r"))
-    run.dir.mkdir()
+    run.prepare()
     run.metrics_path.write_text('{"stage": "rl", "step": 0}\n{"stage": "rl", "step": 1}\n{"stage": "r')
     assert run.records() == [{"stage": "rl", "step": 0}, {"stage": "rl", "step": 1}]
     run.truncate_log(1)
+    run.close()
     assert run.metrics_path.read_text() == '{"stage": "rl", "step": 0}\n'
