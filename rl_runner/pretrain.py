@@ -9,7 +9,8 @@ Kinds of example:
   cell of its centre, the box a trace's crop asks for);
 - `look`: the global view and the task question -> the first turn of a direct trace (a crop call on the target);
 - `glyph`: a small window of the target's crop, as the look turn's crop shows it, around the tag -> its symbol
-  (the same pixels per glyph cell as in the crop, at a few image tokens: reading is learned cheaply);
+  (the same pixels per glyph cell as in the crop, at a few image tokens: reading is learned cheaply), and one
+  window at that scale around each of a few other tags of the image;
 - `name`: the whole crop (its box shifted a little) and "Which symbol is printed on the <colour> tag?" -> the
   symbol;
 - `match`: text only, the task question and "The tag shows <symbol>." -> the final turn: the option's letter.
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
@@ -61,6 +63,7 @@ BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, 
 KINDS = ("ground", "look", "glyph", "name", "match")
 READ_SHIFT = 0.08  # how far a name crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
 SHUFFLE = 128  # examples mixed before they are drawn, so a batch holds many tasks
+OTHER_GLYPHS = 4  # glyph windows of other tags per drawn image
 GLYPH_WINDOW = 56  # pixels of a glyph window's side (the processor's smallest image: 4 tokens)
 
 
@@ -73,10 +76,10 @@ class PretrainConfig:
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
     kind_counts: dict[str, int] = field(  # examples of each kind per task (per drawn image)
-        default_factory=lambda: {"ground": 3, "look": 1, "glyph": 2, "name": 1, "match": 1}
+        default_factory=lambda: {"ground": 3, "look": 1, "glyph": 1, "name": 1, "match": 1}
     )
-    steps: int = 1800  # the committed base's recipe: about 45 minutes on a CPU (one core and a data worker)
-    batch_size: int = 16
+    steps: int = 1400  # the committed base's recipe: about 50 minutes on a CPU (one core and a data worker)
+    batch_size: int = 24
     lr: float = 2e-3
     warmup: int = 100
     seed: int = 0
@@ -107,6 +110,7 @@ class ExampleMaker:
 
     def __init__(self, env: PixelVQAEnv, rng: np.random.Generator) -> None:
         self.env, self.rng = env, rng
+        self.last_view_width = 0
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
         """`counts[kind]` examples of each kind, from one reset (one drawing of the image); a task whose target the
@@ -132,6 +136,7 @@ class ExampleMaker:
                 elif kind == "glyph":
                     made.append(chat(self._glyph_window(box, tag["box"]), "Which symbol is printed on the tag?",
                                      tag["symbol"]))
+                    made.extend(self._other_glyphs(task))
                 else:
                     made.append(chat(self._zoomed(box, shift=True),
                                      f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
@@ -147,6 +152,7 @@ class ExampleMaker:
         if shift:
             box = box + np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
         obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
+        self.last_view_width = obs["images"][-1].shape[1]  # as served to the model
         return obs["images"][-1]
 
     def _glyph_window(self, box: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
@@ -160,6 +166,26 @@ class ExampleMaker:
         start = [int(self.rng.integers(max(0, int(hi) - GLYPH_WINDOW), max(1, min(int(lo), n - GLYPH_WINDOW) + 1)))
                  for lo, hi, n in zip(low, high, size)]
         return view[start[1] : start[1] + GLYPH_WINDOW, start[0] : start[0] + GLYPH_WINDOW]
+
+
+    def _other_glyphs(self, task: Task) -> list[list[dict[str, Any]]]:
+        """Glyph windows of up to `OTHER_GLYPHS` other tags, cut from the source at the scale of the last crop view
+        (cheap: no crop through the env), so each drawn image teaches reading several times."""
+        episode = self.env.unwrapped._require_episode()
+        x1, _, x2, _ = episode.views[-1].region
+        side = GLYPH_WINDOW * (x2 - x1) / self.last_view_width  # source pixels a window covers, as the model saw
+        source = episode.source_image(0)
+        tags = task.annotations["tags"]
+        others = [tags[i] for i in self.rng.permutation(len(tags)) if i != task.annotations["targets"][0]]
+        made = []
+        for tag in others[:OTHER_GLYPHS]:
+            tx1, ty1, tx2, ty2 = tag["box"]
+            left = self.rng.uniform(tx2 - side, tx1) if tx2 - tx1 < side else tx1
+            top = self.rng.uniform(ty2 - side, ty1) if ty2 - ty1 < side else ty1
+            window = source.crop((left, top, left + side, top + side))
+            window = window.resize((GLYPH_WINDOW, GLYPH_WINDOW), Image.Resampling.BICUBIC)
+            made.append(chat(np.asarray(window), "Which symbol is printed on the tag?", tag["symbol"]))
+        return made
 
 
 def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:

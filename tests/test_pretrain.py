@@ -19,6 +19,7 @@ from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
 from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_hits
 from rl_runner.pretrain import (
     COMMITTED_BASE,
+    OTHER_GLYPHS,
     ExampleMaker,
     PretrainConfig,
     ensure_pretrained_base,
@@ -85,7 +86,8 @@ def test_examples_are_what_the_env_shows() -> None:
     maker = ExampleMaker(env, np.random.default_rng(0))
     task = suite[0]
     made = maker.examples(task, {"ground": 2, "look": 1, "glyph": 1, "name": 1, "match": 1})
-    assert len(made) == 6
+    others = min(OTHER_GLYPHS, len(task.annotations["tags"]) - 1)  # windows of other tags follow the target's
+    assert len(made) == 6 + others
     width, height = task.annotations["image_size"]
     for chat in made[:2]:
         question, answer = chat[1]["content"][1]["text"], chat[2]["content"][0]["text"]
@@ -98,7 +100,10 @@ def test_examples_are_what_the_env_shows() -> None:
         assert max(box) < 1 and {round(box[2] - box[0], 6), round(box[3] - box[1], 6)} <= {0.1, 0.09}  # 0.99 top
     obs, _ = env.reset(options={"task": task})
     assert np.array_equal(made[0][1]["content"][0]["image"], obs["images"][0])
-    look, glyph, name, match = made[2:]
+    look, glyph, *other_windows, name, match = made[2:]
+    symbols = {t["symbol"] for t in task.annotations["tags"]}
+    assert len(other_windows) == others and all(w[2]["content"][0]["text"] in symbols for w in other_windows)
+    assert all(w[1]["content"][0]["image"].shape == (56, 56, 3) for w in other_windows)
     assert "<tool_call>" in look[2]["content"][0]["text"]
     target = task.annotations["tags"][task.annotations["targets"][0]]
     window = glyph[1]["content"][0]["image"]
