@@ -540,7 +540,10 @@ def test_plugin_registers_everything_when_verl_imports_it() -> None:
     code = (
         "import verl\nfrom verl.trainer.ppo import core_algos\n"
         "from verl.experimental.agent_loop.agent_loop import _agent_loop_registry as loops\n"
-        "print(core_algos.get_adv_estimator_fn('grpo_curiosity').__name__, 'pixel_gym_agent' in loops)"
+        "from verl.experimental.agent_loop.tool_parser import ToolParser\n"
+        "from verl.trainer.ppo.v1.trainer_base import get_trainer_cls\n"
+        "print(core_algos.get_adv_estimator_fn('grpo_curiosity').__name__, 'pixel_gym_agent' in loops,\n"
+        "      'pixel_gym' in ToolParser._registry, get_trainer_cls('pixel_gym_sync').__name__)"
     )
     env = {
         **os.environ,
@@ -548,7 +551,8 @@ def test_plugin_registers_everything_when_verl_imports_it() -> None:
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["compute_grpo_curiosity_advantage", "True"], result.stderr[-2000:]
+    assert result.stdout.split() == ["compute_grpo_curiosity_advantage", "True", "True", "PixelGymSyncTrainer"], \
+        result.stderr[-2000:]
 
 
 def test_a_video_question_reaches_verl_as_its_frames(caplog: pytest.LogCaptureFixture) -> None:

@@ -43,10 +43,10 @@ class GroupFilterReplayBuffer(ReplayBuffer):
         if partition_id == "val" or not keys:
             return set(), Counter()
         data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["rm_scores", "extra_fields"])
+        fields = columns(data.pop("extra_fields").tolist())
         correctness = [float(scores.sum()) for scores in data["rm_scores"]]
         uids = np.array([key.split("_")[0] for key in keys], dtype=object)
-        shaped = [part.total for part in shape_batch(correctness, columns(data["extra_fields"].tolist()), uids,
-                                                     self.curiosity)]
+        shaped = [part.total for part in shape_batch(correctness, fields, uids, self.curiosity)]
         kept = {uids[i] for i in keep_informative_groups(shaped, list(uids), self.threshold)}
         dropped = set(uids) - kept
         means = {uid: round(float(np.mean([r for r, u in zip(shaped, uids) if u == uid])), 4) for uid in dropped}
