@@ -28,6 +28,7 @@ from verl.tools.tool_registry import initialize_tools_from_config
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
+from verl.utils.import_utils import load_extern_type
 from verl.workers.reward_manager import NaiveRewardManager
 from verl.workers.rollout.replica import TokenOutput
 
@@ -52,7 +53,16 @@ from rl_runner.verl_backend.reward import compute_score
 from rl_runner.verl_backend.settings import VerlSettings
 from rl_runner.verl_backend.specs import EnvSettings, answer_task, ground_truth, load_task, make_env, suite_task_spec
 from rl_runner.verl_backend.tools import tool_config
-from rl_runner.verl_backend.trainer_config import VERL_CONFIG_DIR, compose_config, validate, write_rl_config
+from rl_runner.verl_backend.trainer_config import (
+    NO_VERL_MEANING,
+    VERL_CONFIG_DIR,
+    check_sft,
+    compose_config,
+    sft_settings,
+    unmapped_fields,
+    validate,
+    write_rl_config,
+)
 
 torch.set_num_threads(1)
 KWARGS = {key: list(value) if isinstance(value, tuple) else value for key, value in DEFAULT_SUITE_KWARGS.items()}
@@ -134,6 +144,7 @@ class ScriptedServer:
                 "prompt_ids": list(prompt_ids),
                 "images": list(image_data or []),
                 "max_tokens": sampling_params["max_tokens"],
+                "temperature": sampling_params.get("temperature"),
             }
         )
         ids = self.tokenizer.encode(self.turns.pop(0), add_special_tokens=False)
@@ -141,9 +152,11 @@ class ScriptedServer:
         return TokenOutput(token_ids=ids, log_probs=[-0.25] * len(ids))
 
 
-def run_loop(config: Any, server: Any, processor: Any, extra_info: dict[str, Any]) -> Any:
+def run_loop(config: Any, server: Any, processor: Any, extra_info: dict[str, Any], temperature: float = 1.0,
+             **loop_kwargs: Any) -> Any:
     async def main() -> Any:  # verl builds agent loops inside the worker's event loop
         loop = PixelGymAgentLoop(
+            **loop_kwargs,
             trainer_config=DictConfigWrap(config),
             server_manager=server,
             tokenizer=processor.tokenizer,
@@ -152,7 +165,7 @@ def run_loop(config: Any, server: Any, processor: Any, extra_info: dict[str, Any
             data_config=DictConfigWrap(config.data),
             hf_model_type="qwen2_5_vl",
         )
-        return await loop.run({"temperature": 1.0, "logprobs": True}, extra_info=extra_info)
+        return await loop.run({"temperature": temperature, "logprobs": True}, extra_info=extra_info)
 
     return asyncio.run(main())
 
@@ -267,6 +280,20 @@ def test_agent_loop_runs_an_episode_with_a_zoom(verl_config: Any, processor: Any
     so_far = len(server.calls[1]["prompt_ids"]) - len(out.prompt_ids)  # response tokens before the 2nd turn
     assert server.calls[1]["prompt_ids"] == out.prompt_ids + ids[:so_far]
     assert server.calls[1]["max_tokens"] == RESPONSE_LENGTH - so_far
+
+
+def test_agent_loop_samples_later_turns_at_the_later_temperature(verl_config: Any, processor: Any,
+                                                                 suite: Any) -> None:
+    """`later_temperature` (the agent-loop YAML's, from `--preset pixel_reasoner`) applies after the first turn of
+    a training rollout; validation (its own temperature) samples every turn alike."""
+    task = suite[3]
+    turns = [crop_call(target_region(task, task.images[0].size())), f"\\boxed{{{task.answers[0]}}}"]
+    trained = ScriptedServer(processor.tokenizer, list(turns))
+    run_loop(verl_config, trained, processor, row_extra_info(suite, 3), later_temperature=0.9)
+    validated = ScriptedServer(processor.tokenizer, list(turns))
+    run_loop(verl_config, validated, processor, row_extra_info(suite, 3), temperature=0.0, later_temperature=0.9)
+    assert [c["temperature"] for c in trained.calls] == [verl_config.actor_rollout_ref.rollout.temperature, 0.9]
+    assert [c["temperature"] for c in validated.calls] == [0.0, 0.0]
 
 
 def test_agent_loop_stops_at_the_response_budget(verl_config: Any, processor: Any, suite: Any) -> None:
@@ -464,6 +491,40 @@ def test_launch_plan_composes_with_verl_config(tmp_path: Path) -> None:
         validate(write_rl_config(values, tmp_path / "bad.yaml"), values)
     with pytest.raises(ValueError, match="PPO"):
         plan_run(TrainConfig(algorithm="ppo"), VerlSettings())
+
+
+def test_sft_settings_follow_the_model_and_the_gpus() -> None:
+    """A pretrained model gets 1e-5 unless --sft-lr says otherwise, the batch fills every GPU; the checks refuse
+    what verl's sft_trainer would fail on (the old printed command: batch 4 on 8 GPUs, lr 2e-3 on a 7B)."""
+    eight = VerlSettings(gpus_per_node=8)
+    assert sft_settings(TrainConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), eight) == (8, 1e-5)
+    assert sft_settings(TrainConfig(model="Qwen/Qwen2.5-VL-7B-Instruct", sft_lr=3e-5), eight) == (8, 3e-5)
+    assert sft_settings(TrainConfig(model="tiny-random"), VerlSettings(gpus_per_node=2, nnodes=3)) == (6, 2e-3)
+    with pytest.raises(ValueError, match="destroys the model"):
+        check_sft(TrainConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), eight, 8, 5e-4)
+    with pytest.raises(ValueError, match="multiple of the 8 GPUs"):
+        check_sft(TrainConfig(), eight, 4, 1e-5)
+    with pytest.raises(ValueError, match="no full SFT batch"):
+        check_sft(TrainConfig(sft_tasks=4), eight, 8, 1e-5)
+
+
+def test_preset_sampling_and_group_filter_reach_verl(tmp_path: Path) -> None:
+    """`--preset pixel_reasoner`: the later-turn temperature goes to the agent loop's YAML, the group filter to the
+    replay buffer verl loads; the dry run lists the fields verl does not use."""
+    config = load_config(["--preset", "pixel_reasoner", "--model", "tiny-random", "--out-dir", str(tmp_path),
+                          "--rl-steps", "1", "--tasks-per-step", "2", "--eval-tasks", "1", "--sft-tasks", "8",
+                          "--suite-kwargs", json.dumps(KWARGS)])
+    plan = plan_run(config, VerlSettings(gpus_per_node=2, dry_run=True))
+    composed = compose_config(plan.rl_config.parent, plan.rl_config.stem, [])
+    sampler = composed.trainer.v1.sampler
+    buffer_class = load_extern_type(sampler.custom_sampler.path, sampler.custom_sampler.name)  # as verl loads it
+    assert buffer_class.__name__ == "GroupFilterReplayBuffer"
+    assert sampler.sampler_kwargs.group_filter_threshold == 0.01 and composed.actor_rollout_ref.rollout.n == 8
+    assert (composed.actor_rollout_ref.rollout.top_p, composed.actor_rollout_ref.rollout.top_k) == (0.95, 40)
+    loops = OmegaConf.load(plan.data.agent_loop_config)
+    assert [(loop.name, loop.later_temperature) for loop in loops] == [(AGENT_NAME, 0.9)]
+    assert set(plan.unmapped) == set(NO_VERL_MEANING) and "not used by verl: backend" in plan.describe()
+    assert "later_temperature" in unmapped_fields(VerlSettings(agent=TOOL_AGENT))
 
 
 def test_prepare_verl_cli_writes_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
