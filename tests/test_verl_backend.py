@@ -5,6 +5,7 @@ matter, a scripted server with the same `generate` interface."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -524,6 +525,8 @@ def test_preset_sampling_and_group_filter_reach_verl(tmp_path: Path) -> None:
     loops = OmegaConf.load(plan.data.agent_loop_config)
     assert [(loop.name, loop.later_temperature) for loop in loops] == [(AGENT_NAME, 0.9)]
     assert set(plan.unmapped) == set(NO_VERL_MEANING) and "not used by verl: backend" in plan.describe()
+    warm = plan_run(dataclasses.replace(config, init_from="Org/Warm"), VerlSettings(gpus_per_node=2, dry_run=True))
+    assert compose_config(warm.rl_config.parent, warm.rl_config.stem, []).actor_rollout_ref.model.path == "Org/Warm"
     assert "later_temperature" in unmapped_fields(VerlSettings(agent=TOOL_AGENT))
 
 

@@ -79,7 +79,7 @@ def plan_run(config: TrainConfig, settings: VerlSettings) -> RunPlan:
     data = prepare(run_dir / "verl_data", dry_run_sample(suite_data) if settings.dry_run else suite_data,
                    EnvSettings(budgets=config.budgets, max_turns=config.max_turns), settings.agent,
                    later_temperature=later)
-    values = rl_values(config, settings, data, model_path)
+    values = rl_values(config, settings, data, config.init_from or model_path)  # --init-from: RL starts there
     rl_config = write_rl_config(values, run_dir / "verl" / f"{RL_CONFIG_NAME}.yaml")
     validate(rl_config, values, list(settings.extra_overrides))
     sft = sft_overrides(config, settings, data, model_path)
