@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pixel_gym.ops import resolve_ops
 from pixel_gym.reward import CuriosityConfig
 from rl_runner.loggers import logger_names
 from rl_runner.presets import PRESETS, preset_values
@@ -96,6 +97,7 @@ class TrainConfig:
     checkpoint_every: int = 6
     resume: bool = False
     overwrite: bool = False  # replace an existing run folder of the same name (only one a run of this trainer made)
+    ops: str = ""  # comma list of registered pixel operations the envs offer (pixel_gym.ops); "": the released two
     logger: str = "jsonl"  # comma list of rl_runner.loggers sinks: console, jsonl (always on), tensorboard, wandb
     # the verl backend (`--backend verl`, see rl_runner.verl_backend.settings.VerlSettings)
     nnodes: int = 1
@@ -149,6 +151,10 @@ class TrainConfig:
         if self.later_temperature != -1 and not 0 <= self.later_temperature < math.inf:
             raise ValueError(f"later_temperature must be -1 (as temperature) or >= 0, got {self.later_temperature}")
         logger_names(self.logger)
+        try:
+            resolve_ops(self.op_names)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"ops: {error}") from None
         self.curiosity  # noqa: B018  (validates the shaping form)
         return self
 
@@ -160,6 +166,11 @@ class TrainConfig:
                 setattr(self, item.name, float(value))
             elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise ValueError(f"{item.name} must be of type {expected.__name__}, got {value!r}")
+
+    @property
+    def op_names(self) -> tuple[str, ...] | None:
+        """`ops` as names (None: the env's default)."""
+        return tuple(name.strip() for name in self.ops.split(",")) if self.ops.strip() else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

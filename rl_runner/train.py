@@ -129,7 +129,8 @@ def rollout_agent(model: PreTrainedModel | str | Path, processor: Any, config: T
 
 def make_env(config: TrainConfig, tasks: Sequence[Task]) -> PixelVQAEnv:
     # correctness only: the trainer shapes rewards per group with the exact RaPR
-    return PixelVQAEnv(tasks=tasks, budgets=config.budgets, max_turns=config.max_turns, curiosity=NO_CURIOSITY)
+    return PixelVQAEnv(tasks=tasks, budgets=config.budgets, max_turns=config.max_turns, curiosity=NO_CURIOSITY,
+                       ops=config.op_names)
 
 
 def summarize(stats: RolloutStats, parts: list[RewardParts] | None = None) -> dict[str, float]:

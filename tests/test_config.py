@@ -80,3 +80,16 @@ def test_a_missing_local_model_folder_says_so(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "model").mkdir()
     assert load_config(["--model", str(tmp_path / "model")]).model == str(tmp_path / "model")
     assert load_config(["--model", "Qwen/Qwen2.5-VL-3B-Instruct"]).model == "Qwen/Qwen2.5-VL-3B-Instruct"  # a hub id
+
+
+def test_ops_choose_the_operations_the_training_envs_offer() -> None:
+    from pixel_gym.suites import make_suite
+    from rl_runner.train import make_env
+
+    tasks = make_suite("fine_detail", size=1)
+    env = make_env(load_config(["--ops", "crop_image_normalized, rotate_image"]), tasks)
+    assert [op.name for op in env.ops] == ["crop_image_normalized", "rotate_image"]
+    assert "rotate_image" in env.reset()[0]["messages"][0]["content"][0]["text"]  # offered in the tool prompt
+    assert [op.name for op in make_env(load_config([]), tasks).ops] == ["crop_image_normalized", "select_frames"]
+    with pytest.raises(SystemExit, match="ops: no pixel operation 'flip'"):
+        main(["--ops", "flip", "--name", "x"])

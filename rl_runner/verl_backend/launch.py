@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixel_gym.ops import DEFAULT_OPS
 from rl_runner.config import TrainConfig
 from rl_runner.train import base_model_path
 from rl_runner.verl_backend.data import DRY_RUN_ROWS, PreparedData, SuiteData, dry_run_sample, prepare
@@ -76,9 +77,9 @@ def plan_run(config: TrainConfig, settings: VerlSettings) -> RunPlan:
                            val_size=config.eval_tasks, sft_size=config.sft_tasks, seed=config.seed,
                            self_correct_fraction=config.self_correct_fraction)
     later = None if config.later_temperature == -1 else config.later_temperature
-    data = prepare(run_dir / "verl_data", dry_run_sample(suite_data) if settings.dry_run else suite_data,
-                   EnvSettings(budgets=config.budgets, max_turns=config.max_turns), settings.agent,
-                   later_temperature=later)
+    env = EnvSettings(budgets=config.budgets, max_turns=config.max_turns, ops=config.op_names or DEFAULT_OPS)
+    data = prepare(run_dir / "verl_data", dry_run_sample(suite_data) if settings.dry_run else suite_data, env,
+                   settings.agent, later_temperature=later)
     values = rl_values(config, settings, data, config.init_from or model_path)  # --init-from: RL starts there
     rl_config = write_rl_config(values, run_dir / "verl" / f"{RL_CONFIG_NAME}.yaml")
     validate(rl_config, values, list(settings.extra_overrides))

@@ -47,6 +47,7 @@ NO_VERL_MEANING = {
     "value_lr": "the local PPO critic; the verl backend trains GRPO",
     "max_new_tokens": "the local per-turn cap; in verl every turn draws on --response-length",
     "overwrite": "the local run folder's guard; verl writes checkpoints under trainer.default_local_dir",
+    "logger": "the local trainer's sinks; verl logs through trainer.logger (an --verl-override)",
 }
 TOOL_AGENT_NO_MEANING = {"later_temperature": "verl's tool_agent loop samples every turn alike"}
 _TRAIN_DEFAULTS = {item.name: field_default(item) for item in dataclasses.fields(TrainConfig)}
