@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,14 @@ def test_tiny_is_one_base_for_every_seed(tmp_path: Path) -> None:
         slot = built.with_name(built.name.replace("steps1", f"steps{MAIN_JOB_STEPS}"))
         built.rename(slot)
         assert resolve_model("tiny", tmp_path, seed=3) == resolve_model("tiny", tmp_path, seed=0) == slot
+
+
+def test_the_readme_pretraining_command_runs(tmp_path: Path) -> None:
+    """The README's `python -m rl_runner.pretrain ...` verbatim, at a two-step budget and into a temporary folder."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith("python -m rl_runner.pretrain ")]
+    argv = shlex.split(line)[3:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "base")
+    main([*argv, "--steps", "2", "--batch-size", "2"])
+    assert (tmp_path / "base" / "model.safetensors").is_file()
+    assert len((tmp_path / "base" / "pretrain_log.jsonl").read_text().splitlines()) == 1
