@@ -29,7 +29,7 @@ from agents.chat import load_processor  # noqa: E402
 from agents.tiny import BASE_SHAPE, build_tiny_model  # noqa: E402
 from pixel_gym.suites.drawing import NAMED_COLORS, draw_tag, tag_size  # noqa: E402
 from pixel_gym.suites.glyphs import SYMBOLS  # noqa: E402
-from rl_runner.algorithms import forward_logprobs  # noqa: E402
+from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll  # noqa: E402
 from rl_runner.conversation import batch_conversations, encode_conversation  # noqa: E402
 from rl_runner.pretrain import GLYPH_WINDOW, chat  # noqa: E402
 
@@ -63,11 +63,7 @@ def train_question(question: str, model_dir: Path, steps: int, batch_size: int, 
         inputs, mask = batch_conversations([encode_conversation(processor, c) for c in chats],
                                            processor.tokenizer.pad_token_id or 0)
         logprobs, _ = forward_logprobs(model, inputs)
-        loss = -(logprobs * mask).sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        clipped_update(model, optimizer, masked_mean_nll(logprobs, mask))
         first = mask.float().argmax(-1)  # the answer's first token
         losses.append(float(-logprobs.detach()[torch.arange(batch_size), first].mean()))
     return losses

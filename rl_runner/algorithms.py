@@ -102,6 +102,19 @@ def forward_logprobs(
     return logprobs, values
 
 
+def masked_mean_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over the tokens `mask` marks (0 when it marks none)."""
+    return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+
+
+def clipped_update(model: PreTrainedModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer step on `loss`, the gradient clipped to norm 1 (SFT, pretraining and the probes)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
 class PolicyTrainer:
     """Owns the optimizer(s) and applies one RL update per batch of episodes."""
 

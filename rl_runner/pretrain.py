@@ -50,7 +50,7 @@ from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
-from rl_runner.algorithms import forward_logprobs
+from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, grayed, split_losses
 from rl_runner.plots import plot_pretraining
@@ -251,11 +251,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
         for step, (inputs, mask) in zip(range(config.steps), batches):
             inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
             logprobs, _ = forward_logprobs(model, inputs)
-            loss = -(logprobs * mask).sum() / mask.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            loss = masked_mean_nll(logprobs, mask)
+            clipped_update(model, optimizer, loss)
             schedule.step()
             window.add(split_losses(tokenizer, inputs["input_ids"], logprobs.detach(), mask))
             bar.update()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from agents.chat import load_processor
-from rl_runner.algorithms import forward_logprobs
+from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll
 from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, split_losses
 from rl_runner.pretrain import resolve_model
@@ -34,7 +34,7 @@ def masked_nll(
     inputs = {k: v.to(device) for k, v in inputs.items()}
     logprobs, _ = forward_logprobs(model, inputs)
     mask = mask.to(device).float()
-    return inputs, mask, logprobs, -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+    return inputs, mask, logprobs, masked_mean_nll(logprobs, mask)
 
 
 def train_sft(
@@ -58,10 +58,7 @@ def train_sft(
                 inputs, mask, logprobs, loss = masked_nll(
                     model, [encoded[i] for i in order[start : start + batch_size]], pad_id
                 )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
+                clipped_update(model, optimizer, loss)
                 split = LossSplit()
                 split.add(split_losses(processor.tokenizer, inputs["input_ids"], logprobs.detach(), mask))
                 log.append({"loss": float(loss.detach()), **split.means()})
