@@ -113,7 +113,6 @@ class ExampleMaker:
 
     def __init__(self, env: PixelVQAEnv, rng: np.random.Generator) -> None:
         self.env, self.rng = env, rng
-        self.last_view_width = 0
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
         """`counts[kind]` examples of each kind, from one reset (one drawing of the image); a task whose target the
@@ -137,9 +136,10 @@ class ExampleMaker:
                 elif kind == "match":
                     made.append(chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task)))
                 elif kind == "glyph":
-                    made.append(chat(self._glyph_window(box, tag["box"]), "Which symbol is printed on the tag?",
+                    view = self._zoomed(box, shift=False)
+                    made.append(chat(self._glyph_window(view, tag["box"]), "Which symbol is printed on the tag?",
                                      tag["symbol"]))
-                    made.extend(self._other_glyphs(task))
+                    made.extend(self._other_glyphs(task, view.shape[1]))
                 else:
                     made.append(chat(self._zoomed(box, shift=True),
                                      f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
@@ -155,12 +155,10 @@ class ExampleMaker:
         if shift:
             box = box + np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
         obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
-        self.last_view_width = obs["images"][-1].shape[1]  # as served to the model
         return obs["images"][-1]
 
-    def _glyph_window(self, box: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
-        """A `GLYPH_WINDOW`-pixel square of the crop view on `box` that holds the tag at a random place."""
-        view = self._zoomed(box, shift=False)
+    def _glyph_window(self, view: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
+        """A `GLYPH_WINDOW`-pixel square of `view`, the last crop as served, that holds the tag at a random place."""
         x1, y1, x2, y2 = self.env.unwrapped._require_episode().views[-1].region
         scale = np.array([view.shape[1] / (x2 - x1), view.shape[0] / (y2 - y1)])
         low = (np.asarray(tag_box[:2]) - (x1, y1)) * scale  # the tag's corners in view pixels
@@ -170,13 +168,12 @@ class ExampleMaker:
                  for lo, hi, n in zip(low, high, size)]
         return view[start[1] : start[1] + GLYPH_WINDOW, start[0] : start[0] + GLYPH_WINDOW]
 
-
-    def _other_glyphs(self, task: Task) -> list[list[dict[str, Any]]]:
+    def _other_glyphs(self, task: Task, view_width: int) -> list[list[dict[str, Any]]]:
         """Glyph windows of up to `OTHER_GLYPHS` other tags, cut from the source at the scale of the last crop view
-        (cheap: no crop through the env), so each drawn image teaches reading several times."""
+        (`view_width` px wide as served; cheap: no crop through the env), so each image teaches reading often."""
         episode = self.env.unwrapped._require_episode()
         x1, _, x2, _ = episode.views[-1].region
-        side = GLYPH_WINDOW * (x2 - x1) / self.last_view_width  # source pixels a window covers, as the model saw
+        side = GLYPH_WINDOW * (x2 - x1) / view_width  # source pixels a window covers, as the model saw
         source = episode.source_image(0)
         tags = task.annotations["tags"]
         others = [tags[i] for i in self.rng.permutation(len(tags)) if i != task.annotations["targets"][0]]
