@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from pixel_gym.suites.glyphs import SYMBOLS
 from rl_runner.diagnostics import uniform_levels
 
 matplotlib.use("Agg")
@@ -43,9 +45,16 @@ def plot_loss_split(axis: Any, real: Sequence[dict[str, Any]], blind: Sequence[d
     axis.legend(fontsize=7)
 
 
-def plot_pretraining(real: Sequence[dict[str, Any]], blind: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """The pretraining loss split of the base and of its blind control."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+def plot_pretraining(
+    real: Sequence[dict[str, Any]], blind: Sequence[dict[str, Any]], path: str | Path,
+    vision: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """The vision warm-up's loss, then the pretraining loss split of the base and of its blind control."""
+    figure, (warmup, axis) = plt.subplots(1, 2, figsize=(11, 4))
+    warmup.plot([r["step"] for r in vision], [r["loss_symbol"] for r in vision], label="symbol")
+    warmup.axhline(math.log(len(SYMBOLS)), linestyle=":", color="gray", label="uniform")
+    warmup.set(title="vision warm-up (tag window -> symbol)", xlabel="step", ylabel="loss (nats)")
+    warmup.legend(fontsize=8)
     plot_loss_split(axis, real, blind, "pretraining", window=1)  # records are already window means
     figure.tight_layout()
     figure.savefig(path, dpi=90)

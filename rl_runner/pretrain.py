@@ -55,13 +55,15 @@ from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, grayed, split_losses
 from rl_runner.plots import plot_pretraining
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
+from rl_runner.vision_warmup import TagWindow, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
-PRETRAIN_VERSION = "p2"
+PRETRAIN_VERSION = "p3"
 # The base "tiny" names: one committed here once a recipe teaches grounding and reading (none does yet, see the
-# README), else one pretrained on the fly for MAIN_JOB_STEPS steps (minutes on a CPU) and cached.
+# README), else one pretrained on the fly (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
 COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"
 MAIN_JOB_STEPS = 150
+MAIN_JOB_VISION_STEPS = 150
 BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, inside the base's folder
 KINDS = ("ground", "look", "glyph", "name", "match")
 READ_SHIFT = 0.08  # how far a name crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
@@ -81,7 +83,8 @@ class PretrainConfig:
     kind_counts: dict[str, int] = field(  # examples of each kind per task (per drawn image)
         default_factory=lambda: {"ground": 3, "look": 1, "glyph": 1, "name": 1, "match": 1}
     )
-    steps: int = 1400  # the full recipe: about 50 minutes on 2 CPU cores (it does not yet learn to read; README)
+    steps: int = 1400  # the full recipe: about 50 minutes on 2 CPU cores
+    vision_steps: int = 300  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     batch_size: int = 24
     lr: float = 2e-3
     warmup: int = 100
@@ -169,37 +172,67 @@ class ExampleMaker:
         return view[start[1] : start[1] + GLYPH_WINDOW, start[0] : start[0] + GLYPH_WINDOW]
 
     def _other_glyphs(self, task: Task, view_width: int) -> list[list[dict[str, Any]]]:
-        """Glyph windows of up to `OTHER_GLYPHS` other tags, cut from the source at the scale of the last crop view
-        (`view_width` px wide as served; cheap: no crop through the env), so each image teaches reading often."""
+        """Glyph windows of up to `OTHER_GLYPHS` other tags at the scale of the last crop view, as chats."""
+        tags = task.annotations["tags"]
+        others = [tags[i] for i in self.rng.permutation(len(tags)) if i != task.annotations["targets"][0]]
+        return [chat(window.pixels, "Which symbol is printed on the tag?", window.symbol)
+                for window in self.tag_windows(others[:OTHER_GLYPHS], view_width)]
+
+    def tag_windows(self, tags: Sequence[dict[str, Any]], view_width: int) -> list[TagWindow]:
+        """A `GLYPH_WINDOW`-pixel window around each of `tags` (at a random place in it), cut from the source at
+        the scale of the last crop view (`view_width` px wide as served; cheap: no crop through the env)."""
         episode = self.env.unwrapped._require_episode()
         x1, _, x2, _ = episode.views[-1].region
         side = GLYPH_WINDOW * (x2 - x1) / view_width  # source pixels a window covers, as the model saw
         source = episode.source_image(0)
-        tags = task.annotations["tags"]
-        others = [tags[i] for i in self.rng.permutation(len(tags)) if i != task.annotations["targets"][0]]
-        made = []
-        for tag in others[:OTHER_GLYPHS]:
+        windows = []
+        for tag in tags:
             tx1, ty1, tx2, ty2 = tag["box"]
             left = self.rng.uniform(tx2 - side, tx1) if tx2 - tx1 < side else tx1
             top = self.rng.uniform(ty2 - side, ty1) if ty2 - ty1 < side else ty1
             window = source.crop((left, top, left + side, top + side))
             window = window.resize((GLYPH_WINDOW, GLYPH_WINDOW), Image.Resampling.BICUBIC)
-            made.append(chat(np.asarray(window), "Which symbol is printed on the tag?", tag["symbol"]))
-        return made
+            windows.append(TagWindow(np.asarray(window), tag["symbol"]))
+        return windows
+
+    def all_tag_windows(self, task: Task) -> list[TagWindow]:
+        """Windows around every tag of `task`'s image, at the scale its look crop is served at."""
+        self.env.reset(options={"task": task})
+        box = np.asarray(zoom_box(target_region(task, task.annotations["image_size"]), BOX_DECIMALS))
+        view = self._zoomed(box, shift=False)
+        return self.tag_windows(task.annotations["tags"], view.shape[1])
 
 
-def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:
-    """Endless single-turn examples from ever new tasks, `kind_counts` per task, shuffled in a `SHUFFLE` buffer."""
+def suite_chunks(config: PretrainConfig, split: str) -> Iterator[tuple[ExampleMaker, Task]]:
+    """Ever new tasks of the configured suite, each with an `ExampleMaker` on the env that serves it."""
     rng = np.random.default_rng(config.seed)
-    buffer: list[list[dict[str, Any]]] = []
     for chunk in itertools.count(1):
         suite = make_suite(config.suite, size=1000, seed=config.seed * 100_000 + chunk, split=split,
                            **config.suite_kwargs)
         maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), rng)
         for task in suite:
-            buffer.extend(maker.examples(task, config.kind_counts))
-            while len(buffer) >= SHUFFLE:
-                yield buffer.pop(int(rng.integers(len(buffer))))
+            yield maker, task
+
+
+def shuffled(items: Iterator[list[Any]], rng: np.random.Generator) -> Iterator[Any]:
+    """The items of each list `items` yields, mixed in a `SHUFFLE` buffer so a batch holds many tasks."""
+    buffer: list[Any] = []
+    for made in items:
+        buffer.extend(made)
+        while len(buffer) >= SHUFFLE:
+            yield buffer.pop(int(rng.integers(len(buffer))))
+
+
+def window_stream(config: PretrainConfig, split: str = "train") -> Iterator[TagWindow]:
+    """Endless tag windows (every tag of ever new images) for the vision warm-up."""
+    made = (maker.all_tag_windows(task) for maker, task in suite_chunks(config, split))
+    return shuffled(made, np.random.default_rng(config.seed + 1))
+
+
+def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:
+    """Endless single-turn examples from ever new tasks, `kind_counts` per task, shuffled."""
+    made = (maker.examples(task, config.kind_counts) for maker, task in suite_chunks(config, split))
+    return shuffled(made, np.random.default_rng(config.seed + 2))
 
 
 class EncodedBatches(torch.utils.data.IterableDataset):
@@ -242,6 +275,10 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
         EncodedBatches(config, processor), batch_size=None, num_workers=config.data_workers, prefetch_factor=4
         if config.data_workers else None,
     )
+    vision_log: list[dict[str, Any]] = []
+    if config.vision_steps and not config.blind:  # gray windows have nothing to tell the tower
+        vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, progress=progress)
+        (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vision_log))
     window, log, started = LossSplit(), [], time.time()
     model.train()
     with tqdm(total=config.steps, desc="pretrain" + (" (blind)" if config.blind else ""), disable=not progress) as bar:
@@ -264,7 +301,7 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     save_base(model, processor, out, log, config)
     blind_log = out / BLIND_DIR / "pretrain_log.jsonl"
     blind = [json.loads(line) for line in blind_log.read_text().splitlines()] if blind_log.is_file() else []
-    plot_pretraining(log, blind, out / "pretrain_curve.png")
+    plot_pretraining(log, blind, out / "pretrain_curve.png", vision_log)
     return log
 
 
@@ -284,14 +321,17 @@ def default_config(**overrides: Any) -> PretrainConfig:
     return PretrainConfig(**{"suite_kwargs": dict(DEFAULT_SUITE_KWARGS), "budgets": DEFAULT_BUDGETS, **overrides})
 
 
-def ensure_pretrained_base(cache_dir: str | Path, seed: int = 0, steps: int = PretrainConfig.steps) -> Path:
+def ensure_pretrained_base(
+    cache_dir: str | Path, seed: int = 0, steps: int = PretrainConfig.steps,
+    vision_steps: int = PretrainConfig.vision_steps,
+) -> Path:
     """The pretrained base under `cache_dir`, built once per version, seed and steps (safe across processes)."""
-    target = Path(cache_dir) / f"pixel-tiny-base-{PRETRAIN_VERSION}-seed{seed}-steps{steps}"
+    target = Path(cache_dir) / f"pixel-tiny-base-{PRETRAIN_VERSION}-seed{seed}-vision{vision_steps}-steps{steps}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    pretrain(default_config(out=str(staging), seed=seed, steps=steps))
+    pretrain(default_config(out=str(staging), seed=seed, steps=steps, vision_steps=vision_steps))
     try:
         staging.rename(target)
     except OSError:  # another process finished first
@@ -304,7 +344,7 @@ def resolve_model(name: str, cache_dir: str | Path, seed: int = 0) -> str | Path
     if name == "tiny":  # one base for every training seed, as a hub checkpoint would be
         if (COMMITTED_BASE / "config.json").is_file():
             return COMMITTED_BASE
-        return ensure_pretrained_base(cache_dir, steps=MAIN_JOB_STEPS)
+        return ensure_pretrained_base(cache_dir, steps=MAIN_JOB_STEPS, vision_steps=MAIN_JOB_VISION_STEPS)
     if name == "tiny-random":
         return ensure_tiny_model(cache_dir, seed=seed)
     return name
@@ -315,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     defaults = PretrainConfig()
     parser.add_argument("--out", default=defaults.out)
     parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--vision-steps", type=int, default=defaults.vision_steps,
+                        help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -325,8 +367,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-blind-control", action="store_true",
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
-    config = default_config(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            threads=args.threads, blind=args.blind, log_every=args.log_every, device=args.device)
+    config = default_config(out=args.out, steps=args.steps, vision_steps=args.vision_steps, batch_size=args.batch_size,
+                            lr=args.lr, seed=args.seed, threads=args.threads, blind=args.blind,
+                            log_every=args.log_every, device=args.device)
     if args.with_blind_control:
         pretrain(dataclasses.replace(config, out=str(Path(config.out) / BLIND_DIR), blind=True))
     log = pretrain(config)

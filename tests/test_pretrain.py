@@ -21,6 +21,7 @@ from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_
 from rl_runner.pretrain import (
     COMMITTED_BASE,
     MAIN_JOB_STEPS,
+    MAIN_JOB_VISION_STEPS,
     OTHER_GLYPHS,
     ExampleMaker,
     PretrainConfig,
@@ -157,13 +158,16 @@ def test_looking_metrics_on_real_episodes() -> None:
 
 def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "base"
-    main(["--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1", "--threads", "1",
-          "--with-blind-control"])
+    main(["--out", str(out), "--steps", "2", "--vision-steps", "3", "--batch-size", "2", "--log-every", "1",
+          "--threads", "1", "--with-blind-control"])
     for folder in (out, out / "blind_control"):
         log = [json.loads(line) for line in (folder / "pretrain_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2]
         assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
     assert json.loads((out / "blind_control" / "pretrain_config.json").read_text())["blind"] is True
+    vision = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in vision] == [1, 2, 3] and all(math.isfinite(r["loss_symbol"]) for r in vision)
+    assert not (out / "blind_control" / "vision_log.jsonl").exists()  # gray windows teach the tower nothing
     assert (out / "pretrain_curve.png").stat().st_size > 10_000
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert 3e6 < sum(p.numel() for p in model.parameters()) < 5e6
@@ -171,11 +175,11 @@ def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.
 
 
 def test_the_main_jobs_tiny_model_is_the_pretrained_base_built_once(tmp_path: Path) -> None:
-    base = ensure_pretrained_base(tmp_path, seed=0, steps=1)
+    base = ensure_pretrained_base(tmp_path, seed=0, steps=1, vision_steps=1)
     assert (base / "pretrain_log.jsonl").is_file()
     assert json.loads((base / "pretrain_config.json").read_text())["steps"] == 1
     stamp = (base / "model.safetensors").stat().st_mtime_ns
-    assert ensure_pretrained_base(tmp_path, seed=0, steps=1) == base
+    assert ensure_pretrained_base(tmp_path, seed=0, steps=1, vision_steps=1) == base
     assert (base / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
     assert not list(tmp_path.glob(".building-*"))
     assert resolve_model("Qwen/Qwen2.5-VL-7B-Instruct", tmp_path) == "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -187,8 +191,9 @@ def test_tiny_is_one_base_for_every_seed(tmp_path: Path) -> None:
         assert resolve_model("tiny", tmp_path, seed=0) == resolve_model("tiny", tmp_path, seed=3) == COMMITTED_BASE
         assert (COMMITTED_BASE / "model.safetensors").stat().st_size < 20e6
     else:  # the short on-the-fly base (here a 1-step stand-in in its cache slot), shared by the seeds
-        built = ensure_pretrained_base(tmp_path, seed=0, steps=1)
-        slot = built.with_name(built.name.replace("steps1", f"steps{MAIN_JOB_STEPS}"))
+        built = ensure_pretrained_base(tmp_path, seed=0, steps=1, vision_steps=1)
+        real_name = f"vision{MAIN_JOB_VISION_STEPS}-steps{MAIN_JOB_STEPS}"
+        slot = built.with_name(built.name.replace("vision1-steps1", real_name))
         built.rename(slot)
         assert resolve_model("tiny", tmp_path, seed=3) == resolve_model("tiny", tmp_path, seed=0) == slot
 
@@ -199,6 +204,6 @@ def test_the_readme_pretraining_command_runs(tmp_path: Path) -> None:
     (line,) = [line for line in readme.splitlines() if line.startswith("python -m rl_runner.pretrain ")]
     argv = shlex.split(line)[3:]
     argv[argv.index("--out") + 1] = str(tmp_path / "base")
-    main([*argv, "--steps", "2", "--batch-size", "2"])
+    main([*argv, "--steps", "2", "--vision-steps", "2", "--batch-size", "2"])
     assert (tmp_path / "base" / "model.safetensors").is_file()
     assert len((tmp_path / "base" / "pretrain_log.jsonl").read_text().splitlines()) == 1

@@ -24,10 +24,11 @@ def test_windows_show_the_named_frame_colour() -> None:
 def test_the_readme_command_runs_on_a_tiny_budget(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     (line,) = [line for line in readme.splitlines() if line.startswith("python -m benchmarks.vision_probe")]
-    summary = main([*shlex.split(line)[3:], "--out", str(tmp_path), "--steps", "2", "--batch-size", "2"])
-    assert set(summary) == {"colour", "symbol"}
+    summary = main([*shlex.split(line)[3:], "--out", str(tmp_path), "--steps", "2", "--batch-size", "2",
+                    "--warmup-steps", "2"])
+    assert set(summary) == {"colour", "symbol", "symbol_warm"}
     assert summary["symbol"]["uniform"] == math.log(28)
     assert all(math.isfinite(result["final_loss"]) for result in summary.values())
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert [len(c) for c in saved["curves"].values()] == [2, 2]
+    assert [len(c) for c in saved["curves"].values()] == [2, 2, 2]
     assert (tmp_path / "vision_probe.png").stat().st_size > 5_000
