@@ -94,12 +94,16 @@ def forward_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of the input ids ([B, L], position 0 gets 0) and, with a value head, values."""
     output = model(**inputs, use_cache=False, output_hidden_states=value_head is not None)
-    logits = output.logits[:, :-1].float()
-    targets = inputs["input_ids"][:, 1:]
-    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    logprobs = nn.functional.pad(chosen, (1, 0))
     values = value_head(output.hidden_states[-1]) if value_head is not None else None
-    return logprobs, values
+    return token_logprobs(output.logits, inputs["input_ids"]), values
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Log-probs of `input_ids` ([B, L], position 0 gets 0) under next-token `logits` [B, L, V]."""
+    logits = logits[:, :-1].float()
+    targets = input_ids[:, 1:]
+    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return nn.functional.pad(chosen, (1, 0))
 
 
 def masked_mean_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -74,13 +74,14 @@ class LossSplit:
         self.counts = {kind: 0 for kind in TOKEN_KINDS}
 
     def add(self, parts: dict[str, tuple[float, int]]) -> None:
+        """Loss sums and counts per kind; kinds beyond `TOKEN_KINDS` (an auxiliary loss) are kept as well."""
         for kind, (total, count) in parts.items():
-            self.sums[kind] += total
-            self.counts[kind] += count
+            self.sums[kind] = self.sums.get(kind, 0.0) + total
+            self.counts[kind] = self.counts.get(kind, 0) + count
 
     def means(self) -> dict[str, float]:
         """Mean loss per kind (NaN for a kind with no token); resets the window."""
-        means = {f"loss_{k}": (self.sums[k] / self.counts[k] if self.counts[k] else math.nan) for k in TOKEN_KINDS}
+        means = {f"loss_{k}": (self.sums[k] / self.counts[k] if self.counts[k] else math.nan) for k in self.sums}
         self.__init__()
         return means
 

@@ -63,6 +63,7 @@ def warm_up_vision(
         loss = nn.functional.cross_entropy(logits, torch.tensor([SYMBOL_IDS[w.symbol] for w in batch], device=device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        nn.utils.clip_grad_norm_([*model.model.visual.parameters(), *head.parameters()], 1.0)
         optimizer.step()
         log.append({"stage": "vision", "step": step + 1, "loss_symbol": float(loss.detach())})
     return log
