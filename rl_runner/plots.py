@@ -56,6 +56,10 @@ def plot_pretraining(
     warmup.set(title="vision warm-up (tag window -> symbol)", xlabel="step", ylabel="loss (nats)")
     warmup.legend(fontsize=8)
     plot_loss_split(axis, real, blind, "pretraining", window=1)  # records are already window means
+    if real and "loss_position" in real[0]:  # the image tokens' position loss (uniform: ln 10, as a digit)
+        axis.plot([r["step"] for r in real], [r["loss_position"] for r in real], color="tab:green",
+                  label="image-token position")
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
