@@ -15,9 +15,13 @@ Kinds of example:
   symbol;
 - `match`: text only, the task question and "The tag shows <symbol>." -> the final turn: the option's letter.
 
+Before the chats, `rl_runner.vision_warmup` trains the vision tower alone on tag windows (`--vision-steps`), and
+during them `rl_runner.token_positions` adds a loss that asks each image token where it lies (`position_weight`).
+
 The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
 `python -m rl_runner.pretrain --out models/pixel-tiny-base`) where there is one, else a short pretraining of
-`MAIN_JOB_STEPS` steps built once and cached like the random tiny model (`ensure_pretrained_base`). `--out DIR
+`MAIN_JOB_VISION_STEPS` + `MAIN_JOB_STEPS` steps built once and cached like the random tiny model
+(`ensure_pretrained_base`). `--out DIR
 --steps N` builds another one (use it with `--model DIR`); `--blind` trains the same stream with every image flat
 gray, the control that shows what the pixels add.
 """
@@ -60,8 +64,8 @@ from rl_runner.vision_warmup import TagWindow, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
 PRETRAIN_VERSION = "p3"
-# The base "tiny" names: one committed here once a recipe teaches grounding and reading (none does yet, see the
-# README), else one pretrained on the fly (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
+# The base "tiny" names: the one committed here (the default recipe), else one pretrained on the fly
+# (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
 COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"
 MAIN_JOB_STEPS = 150
 MAIN_JOB_VISION_STEPS = 150
@@ -85,7 +89,7 @@ class PretrainConfig:
     kind_counts: dict[str, int] = field(  # examples of each kind per task (per drawn image)
         default_factory=lambda: {"ground": 3, "look": 1, "glyph": 1, "name": 1, "match": 1}
     )
-    steps: int = 1400  # the full recipe: about 50 minutes on 2 CPU cores
+    steps: int = 600  # the committed base's recipe: 28 minutes on 2 CPU cores, with the vision warm-up
     vision_steps: int = 300  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
