@@ -119,6 +119,11 @@ def box_text(box: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box) + "]"
 
 
+def look_box(target: Sequence[float]) -> np.ndarray:
+    """The box the look turn's crop asks for on a normalized `target` region."""
+    return np.asarray(zoom_box(target, BOX_DECIMALS))
+
+
 class ExampleMaker:
     """Single-turn examples of one task, with the views the env shows for it."""
 
@@ -134,7 +139,7 @@ class ExampleMaker:
         global_view = obs["images"][0]
         width, height = task.annotations["image_size"]
         target = target_region(task, (width, height))
-        box = np.asarray(zoom_box(target, BOX_DECIMALS))
+        box = look_box(target)
         tag = task.annotations["tags"][task.annotations["targets"][0]]
         colored = [t for t in task.annotations["tags"] if t["color"] != "gray"]
         made: list[list[dict[str, Any]]] = []
@@ -208,8 +213,7 @@ class ExampleMaker:
     def all_tag_windows(self, task: Task, jitter: float = 1.0) -> list[TagWindow]:
         """Windows around every tag of `task`'s image, at the scale its look crop is served at."""
         self.env.reset(options={"task": task})
-        box = np.asarray(zoom_box(target_region(task, task.annotations["image_size"]), BOX_DECIMALS))
-        view = self._zoomed(box, shift=False)
+        view = self._zoomed(look_box(target_region(task, task.annotations["image_size"])), shift=False)
         return self.tag_windows(task.annotations["tags"], view.shape[1], jitter)
 
 
