@@ -35,7 +35,7 @@ FRACTIONS = ("self_correct_fraction", "curiosity_threshold", "gpu_memory_utiliza
 # less clutter than the suite's defaults, and random wrong options: a from-scratch model can learn to find and read.
 DEFAULT_SUITE_KWARGS: dict[str, Any] = {
     "image_size": (1400, 1800), "categories": ("attribute",), "num_tags": (8, 16), "num_colored": (3, 6),
-    "clutter": (20, 40), "distractors": "random",
+    "clutter": (20, 40), "distractors": "random", "frame": 6,
 }
 DEFAULT_BUDGETS = "compact"
 

@@ -51,9 +51,12 @@ def plot_pretraining(
 ) -> Path:
     """The vision warm-up's loss, then the pretraining loss split of the base and of its blind control."""
     figure, (warmup, axis) = plt.subplots(1, 2, figsize=(11, 4))
-    warmup.plot([r["step"] for r in vision], [r["loss_symbol"] for r in vision], label="symbol")
-    warmup.axhline(math.log(len(SYMBOLS)), linestyle=":", color="gray", label="uniform")
-    warmup.set(title="vision warm-up (tag window -> symbol)", xlabel="step", ylabel="loss (nats)")
+    warmup.plot([r["step"] for r in vision], [r["loss_symbol"] for r in vision], label="symbol (tag window)")
+    warmup.axhline(math.log(len(SYMBOLS)), linestyle=":", color="gray", label="uniform symbol")
+    if vision and "loss_colour" in vision[0]:
+        warmup.plot([r["step"] for r in vision], [r["loss_colour"] for r in vision],
+                    label="named colour per global-view token")
+    warmup.set(title="vision warm-up", xlabel="step", ylabel="loss (nats)")
     warmup.legend(fontsize=8)
     plot_loss_split(axis, real, blind, "pretraining", window=1)  # records are already window means
     if real and "loss_position" in real[0]:  # the image tokens' position loss (uniform: ln 10, as a digit)

@@ -15,8 +15,9 @@ Kinds of example:
   symbol;
 - `match`: text only, the task question and "The tag shows <symbol>." -> the final turn: the option's letter.
 
-Before the chats, `rl_runner.vision_warmup` trains the vision tower alone on tag windows (`--vision-steps`), and
-during them `rl_runner.token_positions` adds a loss that asks each image token where it lies (`position_weight`).
+Before the chats, `rl_runner.vision_warmup` trains the vision tower alone (`--vision-steps`) on tag windows (the
+symbol) and on global views (each token's named colour, `colour_warmup`), and during them
+`rl_runner.token_positions` adds a loss that asks each image token where it lies (`position_weight`).
 
 The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
 `python -m rl_runner.pretrain --out models/pixel-tiny-base`) where there is one, else a short pretraining of
@@ -60,10 +61,10 @@ from rl_runner.diagnostics import LossSplit, grayed, split_losses
 from rl_runner.plots import plot_pretraining
 from rl_runner.token_positions import PositionHead, position_loss
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
-from rl_runner.vision_warmup import TagWindow, warm_up_vision
+from rl_runner.vision_warmup import ColourView, TagWindow, colour_labels, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
-PRETRAIN_VERSION = "p3"
+PRETRAIN_VERSION = "p4"
 # The base "tiny" names: the one committed here (the default recipe), else one pretrained on the fly
 # (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
 COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"
@@ -91,6 +92,7 @@ class PretrainConfig:
     )
     steps: int = 600  # the committed base's recipe: 28 minutes on 2 CPU cores, with the vision warm-up
     vision_steps: int = 300  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
+    colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
     batch_size: int = 24
@@ -124,6 +126,13 @@ def look_box(target: Sequence[float]) -> np.ndarray:
     return np.asarray(zoom_box(target, BOX_DECIMALS))
 
 
+def ground_example(view: np.ndarray, tag: dict[str, Any], size: tuple[int, int]) -> list[dict[str, Any]]:
+    """"Where is the <colour> tag?" on `view` (of an image of `size`) -> the cell box of the tag's centre."""
+    x1, y1, x2, y2 = tag["box"]
+    box = zoom_box((x1 / size[0], y1 / size[1], x2 / size[0], y2 / size[1]), BOX_DECIMALS)
+    return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box))
+
+
 class ExampleMaker:
     """Single-turn examples of one task, with the views the env shows for it."""
 
@@ -146,7 +155,8 @@ class ExampleMaker:
         for kind in KINDS:
             for _ in range(counts.get(kind, 0)):
                 if kind == "ground":
-                    made.append(self._ground(global_view, colored[int(self.rng.integers(len(colored)))], width, height))
+                    tag_asked = colored[int(self.rng.integers(len(colored)))]
+                    made.append(ground_example(global_view, tag_asked, (width, height)))
                 elif kind == "look":
                     made.append(chat(global_view, task.prompt_text(), look_turn(target)))
                 elif kind == "match":
@@ -160,11 +170,6 @@ class ExampleMaker:
                     made.append(chat(self._zoomed(box, shift=True),
                                      f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
         return made
-
-    def _ground(self, view: np.ndarray, tag: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
-        x1, y1, x2, y2 = tag["box"]
-        box = zoom_box((x1 / width, y1 / height, x2 / width, y2 / height), BOX_DECIMALS)
-        return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box))
 
     def _zoomed(self, box: np.ndarray, shift: bool) -> np.ndarray:
         """The view the env shows for a crop on `box` (shifted by up to `READ_SHIFT` along each axis)."""
@@ -210,6 +215,13 @@ class ExampleMaker:
             windows.append(TagWindow(np.asarray(window), tag["symbol"]))
         return windows
 
+    def colour_view(self, task: Task, token_side: int) -> ColourView:
+        """`task`'s global view as served, with the named colour of each `token_side`-pixel image token."""
+        obs, _ = self.env.reset(options={"task": task})
+        view = obs["images"][0]
+        grid = (view.shape[0] // token_side, view.shape[1] // token_side)
+        return ColourView(view, colour_labels(task.annotations["image_size"], grid, task.annotations["tags"]))
+
     def all_tag_windows(self, task: Task, jitter: float = 1.0) -> list[TagWindow]:
         """Windows around every tag of `task`'s image, at the scale its look crop is served at."""
         self.env.reset(options={"task": task})
@@ -243,6 +255,11 @@ def window_stream(config: PretrainConfig, split: str = "train") -> Iterator[TagW
     of the free room, are not learned in 250: the README's vision section)."""
     made = (maker.all_tag_windows(task, jitter=0.0) for maker, task in suite_chunks(config, split))
     return shuffled(made, np.random.default_rng(config.seed + 1))
+
+
+def colour_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[ColourView]:
+    """Endless global views of ever new images with their tokens' named colours, for the vision warm-up."""
+    return (maker.colour_view(task, token_side) for maker, task in suite_chunks(config, split))
 
 
 def example_stream(config: PretrainConfig, split: str = "train") -> Iterator[list[dict[str, Any]]]:
@@ -294,8 +311,10 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     )
     vision_log: list[dict[str, Any]] = []
     if config.vision_steps and not config.blind:  # gray windows have nothing to tell the tower
+        token_side = processor.image_processor.patch_size * processor.image_processor.merge_size
+        colours = colour_view_stream(config, token_side) if config.colour_warmup else None
         vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, VISION_BATCH,
-                                    progress=progress)
+                                    progress=progress, colour_views=colours)
         (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vision_log))
     window, log, started = LossSplit(), [], time.time()
     model.train()
@@ -382,6 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--vision-steps", type=int, default=defaults.vision_steps,
                         help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
+    parser.add_argument("--no-colour-warmup", dest="colour_warmup", action="store_false",
+                        help="warm the tower up on tag windows only, not on the global views' named colours")
+    parser.add_argument("--position-weight", type=float, default=defaults.position_weight,
+                        help="weight of the image tokens' position loss during the chats (0: none)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -392,7 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-blind-control", action="store_true",
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
-    config = default_config(out=args.out, steps=args.steps, vision_steps=args.vision_steps, batch_size=args.batch_size,
+    config = default_config(out=args.out, steps=args.steps, vision_steps=args.vision_steps,
+                            colour_warmup=args.colour_warmup, position_weight=args.position_weight,
+                            batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, threads=args.threads, blind=args.blind,
                             log_every=args.log_every, device=args.device)
     if args.with_blind_control:

@@ -166,7 +166,8 @@ def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.
         assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
     assert json.loads((out / "blind_control" / "pretrain_config.json").read_text())["blind"] is True
     vision = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in vision] == [1, 2, 3] and all(math.isfinite(r["loss_symbol"]) for r in vision)
+    assert [r["step"] for r in vision] == [1, 2, 3]
+    assert all(math.isfinite(r["loss_symbol"]) and math.isfinite(r["loss_colour"]) for r in vision)
     assert not (out / "blind_control" / "vision_log.jsonl").exists()  # gray windows teach the tower nothing
     assert (out / "pretrain_curve.png").stat().st_size > 10_000
     model = AutoModelForImageTextToText.from_pretrained(out)
@@ -207,3 +208,14 @@ def test_the_readme_pretraining_command_runs(tmp_path: Path) -> None:
     main([*argv, "--steps", "2", "--vision-steps", "2", "--batch-size", "2"])
     assert (tmp_path / "base" / "model.safetensors").is_file()
     assert len((tmp_path / "base" / "pretrain_log.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
+    """`--no-colour-warmup` leaves the colour term out of the warm-up; `--position-weight 0` the position loss."""
+    out = tmp_path / "base"
+    main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
+          "--no-colour-warmup", "--position-weight", "0"])
+    config = json.loads((out / "pretrain_config.json").read_text())
+    assert config["colour_warmup"] is False and config["position_weight"] == 0
+    (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
+    assert "loss_colour" not in vision and "loss_position" not in json.loads((out / "pretrain_log.jsonl").read_text())

@@ -20,6 +20,7 @@ from pixel_gym.budgets import BUDGET_PRESETS
 from pixel_gym.ops import fit_to_budget, sample_frame_indices
 from pixel_gym.reward import score_answer
 from pixel_gym.suites import SUITES, CountingSuite, DocumentSuite, FineDetailSuite, VideoSuite, make_suite
+from pixel_gym.suites.drawing import NAMED_COLORS, PAPER
 from pixel_gym.suites.reader import find_flash, global_view_answer, oracle_answer
 from pixel_gym.tasks import Task
 
@@ -225,6 +226,25 @@ def test_fine_detail_annotations() -> None:
                        for t in targets]
             assert np.linalg.norm(centres[0] - centres[1]) <= 250
             assert task.answers == (("A",) if centres[0][0] < centres[1][0] else ("B",))
+
+
+def test_a_wider_frame_grows_the_tag_around_the_same_glyph() -> None:
+    """By hand, cell 2 and frame 6: the tag is (7 + 12) x (9 + 12) cells = 38 x 42 px, its glyph starts 7 cells
+    (14 px) in; the frame (12 px wide) is the tag's colour, the paper (2 px) lies between frame and glyph."""
+    suite = FineDetailSuite(size=5, split="test", frame=6, categories=("attribute",))
+    for task in suite:
+        for tag in task.annotations["tags"]:
+            x1, y1, x2, y2 = tag["box"]
+            assert (x2 - x1, y2 - y1) == (38, 42) and tag["glyph"] == [x1 + 14, y1 + 14, 2] and tag["frame"] == 6
+    task = suite[0]
+    tag = task.annotations["tags"][task.annotations["targets"][0]]
+    pixels = np.asarray(task.images[0].open())
+    x1, y1 = tag["box"][:2]
+    frame_colour = NAMED_COLORS[tag["color"]]
+    assert all(tuple(pixels[y1 + dy, x1 + dx]) == frame_colour for dx, dy in [(0, 0), (11, 11), (37, 41), (5, 30)])
+    assert tuple(pixels[y1 + 12, x1 + 12]) == PAPER  # inside the frame, before the glyph
+    with pytest.raises(ValueError, match="frame"):
+        FineDetailSuite(size=1, frame=0)
 
 
 def test_counting_annotations() -> None:

@@ -33,6 +33,7 @@ NAMED_COLORS: dict[str, Color] = {
     "brown": (125, 70, 20),
 }
 FRAME_COLORS: dict[str, Color] = {**NAMED_COLORS, "gray": NEUTRAL, "white": (255, 255, 255)}
+FRAME_CELLS = 2  # cells of a tag's coloured frame, unless a suite asks for another
 
 TEXTURE_STEP = 4  # backgrounds are computed at 1/4 resolution, then enlarged (smooth, so no visible blocks)
 
@@ -89,24 +90,27 @@ def stamp_text(draw: ImageDraw.ImageDraw, text: str, x: int, y: int, cell: int, 
     draw.bitmap((x, y), _mask_image(text, cell), fill=color)
 
 
-def tag_size(cell: int) -> tuple[int, int]:
-    """(width, height) of a tag: a 5x7 glyph, one cell of paper around it and a two-cell coloured frame."""
-    return 11 * cell, 13 * cell
+def tag_size(cell: int, frame: int = FRAME_CELLS) -> tuple[int, int]:
+    """(width, height) of a tag: a 5x7 glyph, one cell of paper around it and a `frame`-cell coloured frame."""
+    return (7 + 2 * frame) * cell, (9 + 2 * frame) * cell
 
 
-def draw_tag(draw: ImageDraw.ImageDraw, symbol: str, x: int, y: int, cell: int, frame: Color) -> None:
+def draw_tag(draw: ImageDraw.ImageDraw, symbol: str, x: int, y: int, cell: int, color: Color,
+             frame: int = FRAME_CELLS) -> None:
     """A small plate at (x, y): coloured frame, paper panel and `symbol` in ink (see `tag_annotation`)."""
-    width, height = tag_size(cell)
-    draw.rectangle((x, y, x + width - 1, y + height - 1), fill=frame)
-    border = 2 * cell
+    width, height = tag_size(cell, frame)
+    draw.rectangle((x, y, x + width - 1, y + height - 1), fill=color)
+    border = frame * cell
     draw.rectangle((x + border, y + border, x + width - 1 - border, y + height - 1 - border), fill=PAPER)
-    stamp_text(draw, symbol, x + 3 * cell, y + 3 * cell, cell)
+    stamp_text(draw, symbol, x + (frame + 1) * cell, y + (frame + 1) * cell, cell)
 
 
-def tag_annotation(x: int, y: int, cell: int, **extra: Any) -> dict[str, Any]:
-    """Where a tag drawn at (x, y) lies: "box" (pixels) and "glyph" (origin x, origin y, cell) of its symbol."""
-    width, height = tag_size(cell)
-    return {"box": [x, y, x + width, y + height], "glyph": [x + 3 * cell, y + 3 * cell, cell], **extra}
+def tag_annotation(x: int, y: int, cell: int, frame: int = FRAME_CELLS, **extra: Any) -> dict[str, Any]:
+    """Where a tag drawn at (x, y) lies: "box" (pixels), "glyph" (origin x, origin y, cell) of its symbol and
+    "frame" (cells of its coloured frame)."""
+    width, height = tag_size(cell, frame)
+    origin = (frame + 1) * cell
+    return {"box": [x, y, x + width, y + height], "glyph": [x + origin, y + origin, cell], "frame": frame, **extra}
 
 
 def free_spot(
@@ -143,5 +147,6 @@ def tag_scene(size: tuple[int, int], tags: list[dict[str, Any]], clutter: int, s
     draw_clutter(draw, rng, size, clutter)
     for tag in tags:
         x, y = tag["box"][:2]
-        draw_tag(draw, tag["symbol"], x, y, tag["glyph"][2], FRAME_COLORS[tag["color"]])
+        draw_tag(draw, tag["symbol"], x, y, tag["glyph"][2], FRAME_COLORS[tag["color"]],
+                 tag.get("frame", FRAME_CELLS))
     return image

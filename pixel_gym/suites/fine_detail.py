@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pixel_gym.suites.base import DISTRACTORS, SOURCE, IntRange, Suite, check_range, draw_int, draw_size, symbol_choices
-from pixel_gym.suites.drawing import NAMED_COLORS, PixelBox, free_spot, tag_annotation, tag_scene, tag_size
+from pixel_gym.suites.drawing import FRAME_CELLS, NAMED_COLORS, PixelBox, free_spot, tag_annotation, tag_scene, tag_size
 from pixel_gym.suites.glyphs import SYMBOLS
 from pixel_gym.tasks import Box, ImageRef, Task
 
@@ -28,7 +28,7 @@ class _Question(NamedTuple):
 
 
 class FineDetailSuite(Suite):
-    """Small symbol tags (11x13 glyph cells each) scattered over a cluttered image.
+    """Small symbol tags (11x13 cells each at the default frame) scattered over a cluttered image.
 
     Categories: "attribute" asks which symbol is printed on the tag of a named colour (each colour is used once;
     the other tags are gray), with the symbol and its nearest look-alikes as options; "relative_position" asks
@@ -44,6 +44,9 @@ class FineDetailSuite(Suite):
         num_choices: options of an attribute question (2 to 6).
         cell: pixels per glyph cell (a tag is 22x26 px at the default 2). In the 256-token global view a 2-px
             cell shrinks to 0.4-0.6 px and reads as blank; 3-px cells stay partly decodable there.
+        frame: cells of a tag's coloured frame (a tag is (7 + 2 frame) x (9 + 2 frame) cells). The frame is what
+            the global view shows of a tag: a wider one makes the tag easier to find there, the glyph no easier to
+            read.
         clutter: (min, max) background shapes.
         max_pair_distance: largest centre distance of a relative-position pair, in pixels.
         categories: the question types to draw from.
@@ -66,6 +69,7 @@ class FineDetailSuite(Suite):
         num_colored: IntRange = (5, 9),
         num_choices: int = 4,
         cell: int = 2,
+        frame: int = FRAME_CELLS,
         clutter: IntRange = (60, 120),
         max_pair_distance: int = 250,
         categories: tuple[str, ...] = CATEGORIES,
@@ -81,13 +85,15 @@ class FineDetailSuite(Suite):
             raise ValueError(f"num_choices must be 2 to 6, got {num_choices}")
         if cell < 1:
             raise ValueError(f"cell must be >= 1, got {cell}")
-        self.num_choices, self.cell = num_choices, cell
+        if frame < 1:
+            raise ValueError(f"frame must be >= 1, got {frame}")
+        self.num_choices, self.cell, self.frame = num_choices, cell, frame
         if max_pair_distance < self._min_dx():
             raise ValueError(f"max_pair_distance must be at least {self._min_dx()} pixels")
         unknown = set(categories) - set(CATEGORIES)
         if not categories or unknown:
             raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}, got {categories!r}")
-        if self.image_size[0] < 2 * EDGE + max(tag_size(cell)) + self._min_dx():
+        if self.image_size[0] < 2 * EDGE + max(tag_size(cell, frame)) + self._min_dx():
             raise ValueError(f"image_size {image_size} is too small for tags with {cell}-pixel cells")
         self.clutter = check_range("clutter", clutter, 0)
         self.max_pair_distance = max_pair_distance
@@ -119,7 +125,7 @@ class FineDetailSuite(Suite):
         colors = list(rng.choice(list(NAMED_COLORS), min(draw_int(rng, self.num_colored), count), replace=False))
         spots = self._scatter(rng, size, count, [])
         tags = [
-            tag_annotation(x, y, self.cell, symbol=str(rng.choice(list(SYMBOLS))),
+            tag_annotation(x, y, self.cell, self.frame, symbol=str(rng.choice(list(SYMBOLS))),
                            color=str(colors[i]) if i < len(colors) else "gray")
             for i, (x, y) in enumerate(spots)
         ]
@@ -134,7 +140,7 @@ class FineDetailSuite(Suite):
         others = [s for s in SYMBOLS if s not in (first, second)]
         symbols = [first, second] + [str(rng.choice(others)) for _ in spots]
         colors = [*NAMED_COLORS, "gray"]
-        tags = [tag_annotation(x, y, self.cell, symbol=symbol, color=str(rng.choice(colors)))
+        tags = [tag_annotation(x, y, self.cell, self.frame, symbol=symbol, color=str(rng.choice(colors)))
                 for (x, y), symbol in zip(pair + spots, symbols)]
         choices = ("left", "right")
         answer = "A" if tags[0]["box"][0] < tags[1]["box"][0] else "B"
@@ -143,7 +149,7 @@ class FineDetailSuite(Suite):
 
     def _pair(self, rng: np.random.Generator, size: tuple[int, int]) -> list[tuple[int, int]]:
         """Two tag corners at most `max_pair_distance` apart (centres) and clearly apart horizontally."""
-        width, height = tag_size(self.cell)
+        width, height = tag_size(self.cell, self.frame)
         x, y = self._corner(rng, size)
         reach = self.max_pair_distance
         for _ in range(100):
@@ -156,18 +162,18 @@ class FineDetailSuite(Suite):
         raise ValueError(f"cannot place a tag pair in a {size[0]}x{size[1]} image")
 
     def _corner(self, rng: np.random.Generator, size: tuple[int, int]) -> tuple[int, int]:
-        width, height = tag_size(self.cell)
+        width, height = tag_size(self.cell, self.frame)
         return int(rng.integers(EDGE, size[0] - width - EDGE + 1)), int(rng.integers(EDGE, size[1] - height - EDGE + 1))
 
     def _min_dx(self) -> int:
         """Smallest horizontal centre distance of a pair: clearly apart, and the tags never touch."""
-        return max(MIN_PAIR_DX, tag_size(self.cell)[0] + self.cell)
+        return max(MIN_PAIR_DX, tag_size(self.cell, self.frame)[0] + self.cell)
 
     def _scatter(
         self, rng: np.random.Generator, size: tuple[int, int], count: int, placed: list[tuple[int, int]]
     ) -> list[tuple[int, int]]:
         """Up to `count` new tag corners that keep clear of `placed` and of each other."""
-        width, height = tag_size(self.cell)
+        width, height = tag_size(self.cell, self.frame)
         taken: list[PixelBox] = [(x, y, x + width, y + height) for x, y in placed]
         area = (EDGE, EDGE, size[0] - EDGE, size[1] - EDGE)
         spots = []

@@ -1,0 +1,40 @@
+"""benchmarks.grounding: greedy grounding of a base, scored against the traces' boxes and the env's own crop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.grounding import answered_box, grounding_cases, main, score_box
+
+
+def test_answered_box_reads_the_first_four_numbers() -> None:
+    assert answered_box("[0.3, 0.5, 0.4, 0.6]") == [0.3, 0.5, 0.4, 0.6]
+    assert answered_box("It is at 0.3, 0.5, 0.4, 0.6, 0.9.") == [0.3, 0.5, 0.4, 0.6]
+    assert answered_box("[0.3, 0.5]") is None and answered_box("no idea") is None
+
+
+def test_the_probe_scores_a_real_base(tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The random test model: the rates are fractions of the tasks, ordered as their definitions nest."""
+    main(["--model", str(tiny_model_path), "--tasks", "6", "--out", str(tmp_path), "--threads", "1"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["tasks"] == 6
+    assert 0 <= summary["exact"] <= summary["within_one"] <= 1 - summary["unparsed"]
+    assert 0 <= summary["crop_hits"] <= 1 - summary["unparsed"]
+
+
+def test_scores_of_the_traces_box_a_neighbour_and_a_far_box() -> None:
+    """The trace's own box is exact and crops the target; one tenth to the side is within one; the opposite
+    corner of the image is neither and crops no target."""
+    env, cases = grounding_cases(tasks=6)
+    for case in cases:
+        assert score_box(env, case, case.truth) == {"exact": True, "within_one": True, "crop_hits": True}
+        x1 = case.truth[0] + (0.1 if case.truth[0] < 0.5 else -0.1)
+        neighbour = score_box(env, case, [x1, case.truth[1], x1 + 0.1, case.truth[3]])
+        assert not neighbour["exact"] and neighbour["within_one"]
+        far_x, far_y = (0.8 if case.truth[0] < 0.4 else 0.0), (0.8 if case.truth[1] < 0.4 else 0.0)
+        far = score_box(env, case, [far_x, far_y, far_x + 0.1, far_y + 0.1])
+        assert far == {"exact": False, "within_one": False, "crop_hits": False}
