@@ -86,7 +86,7 @@ def train_question(question: str, model_dir: Path, steps: int, batch_size: int, 
         inputs, mask = batch_conversations([encode_conversation(processor, c) for c in chats],
                                            processor.tokenizer.pad_token_id or 0)
         logprobs, _ = forward_logprobs(model, inputs)
-        clipped_update(model, optimizer, masked_mean_nll(logprobs, mask))
+        clipped_update(optimizer, masked_mean_nll(logprobs, mask))
         first = mask.float().argmax(-1)  # the answer's first token
         losses.append(float(-logprobs.detach()[torch.arange(batch_size), first].mean()))
     return losses

@@ -111,11 +111,12 @@ def masked_mean_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
 
 
-def clipped_update(model: PreTrainedModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One optimizer step on `loss`, the gradient clipped to norm 1 (SFT, pretraining and the probes)."""
+def clipped_update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer step on `loss`, the gradient of everything `optimizer` trains (a model, and heads beside it
+    such as pretraining's position head) clipped to norm 1 together (SFT, pretraining and the probes)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
     optimizer.step()
 
 

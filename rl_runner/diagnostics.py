@@ -23,11 +23,11 @@ _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 def char_kinds(text: str) -> list[str]:
-    """The kind of every character: a box's digits are coordinates (but the "0." of a normalized value), the
-    inside of \\boxed{} is the answer."""
+    """The kind of every character: a box's informative digits are coordinates (not the "0." of a normalized
+    value, and not x2, y2 of a unit-cell box, which follow from x1, y1), the inside of \\boxed{} is the answer."""
     kinds = ["template"] * len(text)
     for box in _BOX.finditer(text):
-        for number in _NUMBER.finditer(text, box.start(), box.end()):
+        for number in _informative_numbers(list(_NUMBER.finditer(text, box.start(), box.end()))):
             # the "0." of a normalized value is format, not information
             start = number.start() + 2 if number.group().startswith("0.") else number.start()
             for i in range(start, number.end()):
@@ -37,6 +37,19 @@ def char_kinds(text: str) -> list[str]:
         for i in range(match.start(1), match.end(1)):
             kinds[i] = "answer"
     return kinds
+
+
+def _informative_numbers(numbers: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The numbers of a box that carry information: all four, or x1 and y1 of a box one unit of its last decimal
+    wide and high (`agents.scripted.zoom_box`'s cell of a small target: x2 = x1 + unit, y2 = y1 + unit)."""
+    if len(numbers) != 4:
+        return numbers
+    x1, y1, x2, y2 = (float(n.group()) for n in numbers)
+    decimals = max(len(n.group().partition(".")[2]) for n in numbers)
+    unit = 10.0**-decimals
+    if math.isclose(x2 - x1, unit, abs_tol=unit / 100) and math.isclose(y2 - y1, unit, abs_tol=unit / 100):
+        return numbers[:2]
+    return numbers
 
 
 def token_kinds(tokenizer, token_ids: Sequence[int]) -> list[str]:

@@ -330,7 +330,7 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                                          model.config.vision_config.spatial_merge_size)
                 window.add({"position": (float(position.detach()), 1)})
                 loss = loss + config.position_weight * position
-            clipped_update(model, optimizer, loss)
+            clipped_update(optimizer, loss)
             schedule.step()
             window.add(split_losses(tokenizer, inputs["input_ids"], logprobs.detach(), mask))
             bar.update()

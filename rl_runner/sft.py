@@ -58,7 +58,7 @@ def train_sft(
                 inputs, mask, logprobs, loss = masked_nll(
                     model, [encoded[i] for i in order[start : start + batch_size]], pad_id
                 )
-                clipped_update(model, optimizer, loss)
+                clipped_update(optimizer, loss)
                 split = LossSplit()
                 split.add(split_losses(processor.tokenizer, inputs["input_ids"], logprobs.detach(), mask))
                 log.append({"loss": float(loss.detach()), **split.means()})

@@ -8,7 +8,14 @@ from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
 from pixel_gym.reward import CuriosityConfig
-from rl_runner.algorithms import Batch, PolicyTrainer, grpo_advantages, keep_informative_groups, outcome_token_rewards
+from rl_runner.algorithms import (
+    Batch,
+    PolicyTrainer,
+    clipped_update,
+    grpo_advantages,
+    keep_informative_groups,
+    outcome_token_rewards,
+)
 from rl_runner.config import TrainConfig, load_config
 from rl_runner.rollout import EpisodeRecord
 from rl_runner.sft import masked_nll
@@ -99,3 +106,15 @@ def test_the_preset_threshold_reaches_the_update(tiny_model_path) -> None:
     batch = Batch(conversations, [0.025, 0.0, 0.0, 0.0], ["q"] * 4)
     assert trainer.update(batch) == {"updated_episodes": 0.0}
     assert PolicyTrainer(model, processor, TrainConfig()).update(batch)["updated_episodes"] == 4.0
+
+
+def test_clipped_update_clips_every_trained_parameter_together() -> None:
+    """A model and a head beside it in one optimizer: their joint gradient norm is cut to 1 (before, only the
+    model's own parameters were clipped and a head's gradient went through whole)."""
+    torch.manual_seed(0)
+    model, head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.0)
+    clipped_update(optimizer, 1000 * head(model(torch.ones(2, 4))).sum())
+    grads = [p.grad for p in [*model.parameters(), *head.parameters()]]
+    assert torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])) == pytest.approx(1.0, rel=1e-4)
+    assert head.weight.grad.abs().sum() > 0.1

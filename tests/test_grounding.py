@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,13 @@ def test_scores_of_the_traces_box_a_neighbour_and_a_far_box() -> None:
         far_x, far_y = (0.8 if case.truth[0] < 0.4 else 0.0), (0.8 if case.truth[1] < 0.4 else 0.0)
         far = score_box(env, case, [far_x, far_y, far_x + 0.1, far_y + 0.1])
         assert far == {"exact": False, "within_one": False, "crop_hits": False}
+
+
+def test_the_readme_grounding_command_runs(tmp_path: Path) -> None:
+    """The README's `python -m benchmarks.grounding ...` verbatim, on 4 tasks and into a temporary folder."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith("python -m benchmarks.grounding ")]
+    argv = shlex.split(line)[3:]
+    argv[argv.index("--tasks") + 1] = "4"
+    main([*argv, "--out", str(tmp_path), "--cache-dir", str(tmp_path / "models")])
+    assert json.loads((tmp_path / "summary.json").read_text())["tasks"] == 4

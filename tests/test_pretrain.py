@@ -57,13 +57,23 @@ def test_char_kinds_mark_informative_coordinate_digits_and_the_answer() -> None:
     assert [text[i] for i, k in enumerate(kinds) if k == "answer"] == ["B"]
 
 
+def test_a_unit_cell_box_is_informative_only_in_x1_and_y1() -> None:
+    """zoom_box's cell of a small target: x2 = x1 + 0.1 and y2 = y1 + 0.1 follow from x1 and y1, so only the
+    "3" and the "7" are coordinates (counting x2, y2 too halved the coordinate loss of a model that knows
+    nothing); 0.01-wide cells likewise; a box of another size keeps all four."""
+    for text, digits in (("[0.3, 0.7, 0.4, 0.8]", "37"), ("[0.31, 0.07, 0.32, 0.08]", "3107"),
+                         ("[0.3, 0.7, 0.5, 0.8]", "3758")):
+        kinds = char_kinds(text)
+        assert "".join(text[i] for i, k in enumerate(kinds) if k == "coordinate") == digits
+
+
 def test_token_kinds_follow_the_tokenizer(tiny_model_path: Path) -> None:
     tokenizer = load_processor(tiny_model_path).tokenizer
-    text = "[0.3, 0.7, 0.4, 0.8] The answer is \\boxed{C}."
+    text = "[0.3, 0.7, 0.5, 0.8] The answer is \\boxed{C}."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     kinds = token_kinds(tokenizer, ids)
     coordinate = [tokenizer.decode([i]) for i, k in zip(ids, kinds) if k == "coordinate"]
-    assert "".join(coordinate).replace(" ", "") == "3748"
+    assert "".join(coordinate).replace(" ", "") == "3758"
     assert "C" in "".join(tokenizer.decode([i]) for i, k in zip(ids, kinds) if k == "answer")
 
 
