@@ -221,11 +221,12 @@ def test_the_readme_pretraining_command_runs(tmp_path: Path) -> None:
 
 
 def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
-    """`--no-colour-warmup` leaves the colour term out of the warm-up; `--position-weight 0` the position loss."""
+    """`--no-colour-warmup` leaves the colour term out of the warm-up, `--position-weight 0` the position loss;
+    `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
-          "--no-colour-warmup", "--position-weight", "0"])
+          "--no-colour-warmup", "--position-weight", "0", "--shift-ramp", "0", "1"])
     config = json.loads((out / "pretrain_config.json").read_text())
-    assert config["colour_warmup"] is False and config["position_weight"] == 0
+    assert config["colour_warmup"] is False and config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     assert "loss_colour" not in vision and "loss_position" not in json.loads((out / "pretrain_log.jsonl").read_text())

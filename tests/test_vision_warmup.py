@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText
 from agents.chat import load_processor
 from agents.tiny import BASE_SHAPE, build_tiny_model
 from benchmarks.vision_probe import tag_windows
-from rl_runner.pretrain import colour_view_stream, default_config, window_stream
+from rl_runner.pretrain import colour_view_stream, default_config, shift_at, window_stream
 from rl_runner.vision_warmup import COLOUR_IDS, SYMBOL_IDS, colour_labels, warm_up_vision
 
 
@@ -58,3 +58,14 @@ def test_colour_warm_up_finds_the_named_tags_in_global_views(tmp_path: Path) -> 
     log = warm_up_vision(model, processor, tag_windows(np.random.default_rng(0)), steps=60, batch_size=4,
                          progress=False, colour_views=itertools.cycle(views), colour_batch=4)
     assert np.mean([r["loss_colour"] for r in log[-10:]]) < 1.5
+
+
+def test_shift_ramp_moves_the_tags_off_centre_as_the_steps_go_by() -> None:
+    """By hand: a ramp over steps 100-300 gives 0 up to step 100, 0.25 at 150, 1 from 300 on; no ramp: 0."""
+    assert [shift_at(step, (100, 300)) for step in (0, 100, 150, 300, 1000)] == [0.0, 0.0, 0.25, 1.0, 1.0]
+    assert shift_at(500, None) == 0.0
+    centred = list(itertools.islice(window_stream(default_config()), 200))
+    ramped = list(itertools.islice(window_stream(default_config(shift_ramp=(0, 1))), 200))
+    same = [np.array_equal(a.pixels, b.pixels) for a, b in zip(centred, ramped)]
+    assert [a.symbol for a in centred] == [b.symbol for b in ramped]  # the same tags, in the same order
+    assert 0 < sum(same) < 50  # the first image's windows (step 0) stay centred, later ones move
