@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,11 @@ def shape_rewards(episodes: Sequence[EpisodeRecord], config: TrainConfig) -> lis
     return [parts[i] for i in range(len(episodes))]
 
 
+def finished_episodes(bar: tqdm) -> Callable[[int], None]:
+    """A `run_episodes` turn callback that moves `bar` to the number of episodes that have ended."""
+    return lambda live: bar.update(bar.total - live - bar.n)
+
+
 class Trainer:
     """SFT warm-start then RL, with metrics, evaluation and resumable checkpoints."""
 
@@ -332,13 +337,15 @@ class Trainer:
         tasks = list(self.eval_tasks)
         ids = [t.id for t in tasks]
         envs = [make_env(self.config, self.eval_tasks) for _ in tasks]
-        stats = run_episodes(agent, envs, tasks, ids, seed=0)
+        with tqdm(total=len(tasks), desc="eval", leave=False) as bar:
+            stats = run_episodes(agent, envs, tasks, ids, seed=0, on_turn=finished_episodes(bar))
         episodes = [env._require_episode() for env in envs]
         summary = {**summarize(stats), **looking_metrics(stats, episodes)}
         if keep_in is not None:
             keep_episodes(keep_in, stats, episodes, shape_rewards(stats.episodes, self.config), self.config.suite)
-        no_tool = run_episodes(ToolsDisabled(agent), [make_env(self.config, self.eval_tasks) for _ in tasks], tasks,
-                               ids, seed=0)
+        with tqdm(total=len(tasks), desc="eval (tool disabled)", leave=False) as bar:
+            no_tool = run_episodes(ToolsDisabled(agent), [make_env(self.config, self.eval_tasks) for _ in tasks],
+                                   tasks, ids, seed=0, on_turn=finished_episodes(bar))
         summary["no_tool_accuracy"] = summarize(no_tool)["accuracy"]
         summary["blind_accuracy"] = blind_accuracy(tasks, self.config.seed)
         return {f"eval_{key}": value for key, value in summary.items() if key != "tokens_per_s"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from test_checkpoints import kill_mid_write
+from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
 from rl_runner.checkpoints import latest_complete
 from rl_runner.config import load_config
+from rl_runner.train import finished_episodes
 
 SMALL = [
     "--sft-tasks", "6", "--sft-epochs", "1", "--rl-steps", "3", "--tasks-per-step", "2", "--group-size", "2",
@@ -107,3 +110,14 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
         load_config(["--config", str(path)])
     with pytest.raises(ValueError, match="algorithm"):
         load_config(["--algorithm", "dqn"])
+
+
+def test_the_eval_bar_counts_the_episodes_that_have_ended() -> None:
+    bar = tqdm(total=5, file=io.StringIO())
+    advance = finished_episodes(bar)
+    advance(3)  # 3 of 5 still playing after a turn
+    assert bar.n == 2
+    advance(3)
+    assert bar.n == 2
+    advance(0)
+    assert bar.n == 5
