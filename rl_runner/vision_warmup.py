@@ -5,9 +5,10 @@ tokens. A tiny Qwen2.5-VL built here needs the same first step: `benchmarks.visi
 does not learn to read a glyph from a random tower in 600 steps, even though the glyph is linearly separable in
 the random tower's output (a linear probe on frozen features reaches 1.00), while after this warm-up it learns to
 in under 100 steps. The warm-up trains `model.visual` (patch embedding, blocks, merger) with a throw-away linear
-head on the mean of a window's image tokens; the head is discarded, the tower's weights stay in the model. Only
-the symbol is taught: the decoder learns low-frequency cues (a frame's colour) from a random tower on its own, and
-a second head for them slows the glyphs' start (symbol loss 1.68 instead of 0.02 after 160 steps).
+head on the mean of a window's image tokens; the head is discarded, the tower's weights stay in the model. Of a
+window, only the symbol is taught: the decoder learns low-frequency cues (a frame's colour) from a random tower
+on its own, and a second head for them slows the glyphs' start (symbol loss 1.68 instead of 0.02 after 160
+steps).
 
 Grounding needs a second skill of the tower: a named colour's tag in the global view is a blob of a few pixels
 inside one image token, and from a random tower the decoder does not learn to find it (held-out greedy grounding
