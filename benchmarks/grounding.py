@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,9 @@ from agents.vlm import VLMAgent
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
+from rl_runner.diagnostics import NUMBER
 from rl_runner.evaluation import first_crop_hits
 from rl_runner.pretrain import default_config, ground_example, resolve_model
-
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def answered_box(text: str) -> list[float] | None:

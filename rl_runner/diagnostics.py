@@ -18,7 +18,7 @@ import torch
 GRAY = 128
 TOKEN_KINDS = ("template", "coordinate", "answer")
 _BOX = re.compile(r"\[\s*-?\d[\d.,\s-]*\]")  # a box written as [x1, y1, x2, y2]
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")  # a decimal number as a box writes it
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
@@ -27,7 +27,7 @@ def char_kinds(text: str) -> list[str]:
     value, and not x2, y2 of a unit-cell box, which follow from x1, y1), the inside of \\boxed{} is the answer."""
     kinds = ["template"] * len(text)
     for box in _BOX.finditer(text):
-        for number in _informative_numbers(list(_NUMBER.finditer(text, box.start(), box.end()))):
+        for number in _informative_numbers(list(NUMBER.finditer(text, box.start(), box.end()))):
             # the "0." of a normalized value is format, not information
             start = number.start() + 2 if number.group().startswith("0.") else number.start()
             for i in range(start, number.end()):

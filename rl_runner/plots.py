@@ -59,10 +59,12 @@ def plot_pretraining(
     warmup.set(title="vision warm-up", xlabel="step", ylabel="loss (nats)")
     warmup.legend(fontsize=8)
     plot_loss_split(axis, real, blind, "pretraining", window=1)  # records are already window means
-    if real and "loss_position" in real[0]:  # the image tokens' position loss (uniform: ln 10, as a digit)
-        axis.plot([r["step"] for r in real], [r["loss_position"] for r in real], color="tab:green",
-                  label="image-token position")
-        axis.legend(fontsize=7)
+    auxiliary = (("loss_position", "image-token position", "tab:green"),  # uniform: ln 10, as a digit
+                 ("loss_pointer", "pointer: -log attention on the named tag", "tab:purple"))
+    for key, label, color in auxiliary:
+        if real and key in real[0]:
+            axis.plot([r["step"] for r in real], [r[key] for r in real], color=color, label=label)
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

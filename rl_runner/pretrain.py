@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +59,15 @@ from rl_runner.algorithms import clipped_update, masked_mean_nll, token_logprobs
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, grayed, split_losses
 from rl_runner.plots import plot_pretraining
+from rl_runner.pointer import (
+    POINTER_KEY,
+    captured_attention_inputs,
+    head_attention,
+    pointed_box,
+    pointer_loss,
+    query_positions,
+    target_tokens,
+)
 from rl_runner.token_positions import PositionHead, position_loss
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 from rl_runner.vision_warmup import ColourView, TagWindow, colour_labels, warm_up_vision
@@ -84,6 +93,7 @@ class PretrainConfig:
     """What `python -m rl_runner.pretrain` trains on and how long."""
 
     out: str = "runs/pixel-tiny-base"
+    init: str | None = None  # continue from this base instead of a fresh random model
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
@@ -96,6 +106,9 @@ class PretrainConfig:
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
+    pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
+    pointer_layer: int = 2  # the decoder layer of that head (it reads the states the position loss trains)
+    pointer_head: int = 0
     batch_size: int = 24
     lr: float = 2e-3
     warmup: int = 100
@@ -108,9 +121,20 @@ class PretrainConfig:
     data_workers: int = 1  # processes that draw and encode examples (0: in the training process)
 
 
-def chat(image: np.ndarray | None, question: str, answer: str) -> list[dict[str, Any]]:
-    """One single-turn example in the env's message format (text only without an image)."""
+class PointerMasks(NamedTuple):
+    """[B, L] bool masks of a batch for `rl_runner.pointer`: where a coordinate digit is predicted, where the tag is."""
+
+    queries: torch.Tensor
+    targets: torch.Tensor
+
+
+def chat(image: np.ndarray | None, question: str, answer: str,
+         pointed: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """One single-turn example in the env's message format (text only without an image); `pointed`: the box (as
+    fractions of the image) of the tag the answer's box names, for `rl_runner.pointer`."""
     picture = [] if image is None else [{"type": "image", "image": image}]
+    if picture and pointed is not None:
+        picture[0][POINTER_KEY] = tuple(pointed)
     return [
         {"role": "system", "content": [{"type": "text", "text": PRETRAIN_SYSTEM}]},
         {"role": "user", "content": [*picture, {"type": "text", "text": question}]},
@@ -129,9 +153,15 @@ def look_box(target: Sequence[float]) -> np.ndarray:
 
 def ground_example(view: np.ndarray, tag: dict[str, Any], size: tuple[int, int]) -> list[dict[str, Any]]:
     """"Where is the <colour> tag?" on `view` (of an image of `size`) -> the cell box of the tag's centre."""
+    region = tag_region(tag, size)
+    box = zoom_box(region, BOX_DECIMALS)
+    return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box), region)
+
+
+def tag_region(tag: dict[str, Any], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A tag's box as fractions of an image of `size`."""
     x1, y1, x2, y2 = tag["box"]
-    box = zoom_box((x1 / size[0], y1 / size[1], x2 / size[0], y2 / size[1]), BOX_DECIMALS)
-    return chat(view, f"Where is the {tag['color']} tag? Answer with its bounding box.", box_text(box))
+    return (x1 / size[0], y1 / size[1], x2 / size[0], y2 / size[1])
 
 
 class ExampleMaker:
@@ -159,7 +189,7 @@ class ExampleMaker:
                     tag_asked = colored[int(self.rng.integers(len(colored)))]
                     made.append(ground_example(global_view, tag_asked, (width, height)))
                 elif kind == "look":
-                    made.append(chat(global_view, task.prompt_text(), look_turn(target)))
+                    made.append(chat(global_view, task.prompt_text(), look_turn(target), target))
                 elif kind == "match":
                     made.append(chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task)))
                 elif kind == "glyph":
@@ -291,14 +321,31 @@ class EncodedBatches(torch.utils.data.IterableDataset):
     def __init__(self, config: PretrainConfig, processor: Any) -> None:
         self.config, self.processor = config, processor
 
-    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, PointerMasks]]:
         torch.set_num_threads(1)
         stream = example_stream(self.config)
         pad = self.processor.tokenizer.pad_token_id or 0
         while True:
             chats = [next(stream) for _ in range(self.config.batch_size)]
             encoded = [encode_conversation(self.processor, grayed(c) if self.config.blind else c) for c in chats]
-            yield batch_conversations(encoded, pad)
+            inputs, mask = batch_conversations(encoded, pad)
+            yield inputs, mask, self._pointer_masks(chats, encoded, inputs["input_ids"].shape[-1])
+
+    def _pointer_masks(self, chats: Sequence[list[dict[str, Any]]], encoded: Sequence[Any], width: int) -> PointerMasks:
+        """Per row, left-padded like the batch: the query positions and target image tokens of `rl_runner.pointer`."""
+        tokenizer = self.processor.tokenizer
+        image_token = tokenizer.convert_tokens_to_ids(self.processor.image_token)
+        merge = self.processor.image_processor.merge_size
+        queries = torch.zeros((len(chats), width), dtype=torch.bool)
+        targets = torch.zeros_like(queries)
+        for row, (messages, conversation) in enumerate(zip(chats, encoded)):
+            ids = conversation.inputs["input_ids"][0]
+            row_targets = target_tokens(ids, conversation.inputs.get("image_grid_thw"), pointed_box(messages),
+                                        image_token, merge)
+            if row_targets.any():
+                targets[row, width - len(ids) :] = row_targets
+                queries[row, width - len(ids) :] = query_positions(tokenizer, ids, conversation.loss_mask[0])
+        return PointerMasks(queries, targets)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -311,10 +358,12 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
-    build_tiny_model(out, seed=config.seed, shape=BASE_SHAPE)
+    start = Path(config.init) if config.init else out
+    if not config.init:
+        build_tiny_model(out, seed=config.seed, shape=BASE_SHAPE)
     device = torch.device(config.device)
-    model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).to(device)
-    processor = load_processor(out)
+    model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32).to(device)
+    processor = load_processor(start)
     tokenizer = processor.tokenizer
     torch.manual_seed(config.seed)
     positions = PositionHead(model.config.text_config.hidden_size).to(device)
@@ -334,13 +383,20 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                                     progress=progress, colour_views=colours)
         (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vision_log))
     window, log, started = LossSplit(), [], time.time()
+    pointer_attention = model.model.language_model.layers[config.pointer_layer].self_attn
     model.train()
     with tqdm(total=config.steps, desc="pretrain" + (" (blind)" if config.blind else ""), disable=not progress) as bar:
-        for step, (inputs, mask) in zip(range(config.steps), batches):
+        for step, (inputs, mask, pointers) in zip(range(config.steps), batches):
             inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
-            output = model(**inputs, use_cache=False, output_hidden_states=bool(config.position_weight))
+            with captured_attention_inputs(pointer_attention) as captured:
+                output = model(**inputs, use_cache=False, output_hidden_states=bool(config.position_weight))
             logprobs = token_logprobs(output.logits, inputs["input_ids"])
             loss = masked_mean_nll(logprobs, mask)
+            if config.pointer_weight and bool(pointers.queries.any()):
+                weights = head_attention(pointer_attention, captured, config.pointer_head, inputs["attention_mask"])
+                pointing = pointer_loss(weights, pointers.queries.to(device), pointers.targets.to(device))
+                window.add({"pointer": (float(pointing.detach()), 1)})
+                loss = loss + config.pointer_weight * pointing
             if config.position_weight and "image_grid_thw" in inputs:
                 position = position_loss(positions, output.hidden_states[config.position_layer], inputs["input_ids"],
                                          inputs["image_grid_thw"], model.config.image_token_id,
@@ -358,7 +414,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                 record = {"stage": "pretrain", "step": step + 1, "loss": float(loss.detach()),
                           "seconds": round(time.time() - started, 1), **window.means()}
                 log.append(record)
-                bar.set_postfix(coord=f"{record['loss_coordinate']:.2f}", answer=f"{record['loss_answer']:.2f}")
+                bar.set_postfix(coord=f"{record['loss_coordinate']:.2f}", answer=f"{record['loss_answer']:.2f}",
+                                pointer=f"{record.get('loss_pointer', math.nan):.2f}")
     save_base(model, processor, out, log, config)
     blind_log = out / BLIND_DIR / "pretrain_log.jsonl"
     blind = [json.loads(line) for line in blind_log.read_text().splitlines()] if blind_log.is_file() else []
@@ -415,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Pretrain the tiny VLM on single-turn grounding and reading.")
     defaults = PretrainConfig()
     parser.add_argument("--out", default=defaults.out)
+    parser.add_argument("--init", help="continue from this base instead of building a fresh random model")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--vision-steps", type=int, default=defaults.vision_steps,
                         help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
@@ -425,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
                         "always centred)")
     parser.add_argument("--position-weight", type=float, default=defaults.position_weight,
                         help="weight of the image tokens' position loss during the chats (0: none)")
+    parser.add_argument("--pointer-weight", type=float, default=defaults.pointer_weight,
+                        help="weight of the loss that points one decoder head at the named tag (0: none)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -435,12 +495,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-blind-control", action="store_true",
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
-    config = default_config(out=args.out, steps=args.steps, vision_steps=args.vision_steps,
+    config = default_config(out=args.out, init=args.init, steps=args.steps, vision_steps=args.vision_steps,
                             colour_warmup=args.colour_warmup, position_weight=args.position_weight,
+                            pointer_weight=args.pointer_weight,
                             shift_ramp=tuple(args.shift_ramp) if args.shift_ramp else None,
-                            batch_size=args.batch_size,
-                            lr=args.lr, seed=args.seed, threads=args.threads, blind=args.blind,
-                            log_every=args.log_every, device=args.device)
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                            blind=args.blind, log_every=args.log_every, device=args.device)
     if args.with_blind_control:
         pretrain(dataclasses.replace(config, out=str(Path(config.out) / BLIND_DIR), blind=True))
     log = pretrain(config)

@@ -1,0 +1,111 @@
+"""Where to look: an auxiliary pretraining loss that teaches one decoder head to attend to the tag a box names.
+
+A box's digits need two things from a decoder: where each image token lies (`rl_runner.token_positions`) and
+which tokens the question asks about. The second is a content-addressed lookup (the query holds "yellow", the
+keys hold each token's colour), and a from-scratch model at this scale does not find it from the digits' loss
+alone: the grounding loss of the committed base stayed near ln 10. This loss supervises the lookup directly: at
+every position that predicts a box's coordinate digit, one attention head of one decoder layer should put its
+weight on the image tokens that the named tag covers. The architecture and the released tool-call format stay
+as they are; only the pretraining objective gains a term, and the head keeps its ordinary role at inference.
+
+A chat says which tag its answer points at with `POINTER_KEY` on its image part: the tag's box as fractions of
+the image (x1, y1, x2, y2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_multimodal_rotary_pos_emb
+
+from rl_runner.diagnostics import token_kinds
+
+POINTER_KEY = "pointer_box"
+EPSILON = 1e-6
+
+
+def pointed_box(messages: Sequence[Mapping[str, Any]]) -> tuple[float, ...] | None:
+    """The `POINTER_KEY` box of a chat's first image part, if it has one."""
+    for message in messages:
+        for part in message.get("content", []):
+            if isinstance(part, Mapping) and part.get("type") == "image":
+                box = part.get(POINTER_KEY)
+                return None if box is None else tuple(float(v) for v in box)
+    return None
+
+
+def target_tokens(
+    input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None, box: Sequence[float] | None,
+    image_token_id: int, merge: int,
+) -> torch.Tensor:
+    """[L] bool: the first image's merged tokens whose cell overlaps `box` (fractions); all False without one."""
+    targets = torch.zeros(input_ids.shape[-1], dtype=torch.bool)
+    if box is None or image_grid_thw is None or len(image_grid_thw) == 0:
+        return targets
+    _, height, width = (int(v) for v in image_grid_thw[0])
+    rows, cols = height // merge, width // merge
+    row = torch.arange(rows).repeat_interleave(cols)
+    col = torch.arange(cols).repeat(rows)
+    x1, y1, x2, y2 = box
+    inside = ((col + 1) / cols > x1) & (col / cols < x2) & ((row + 1) / rows > y1) & (row / rows < y2)
+    image_positions = (input_ids.reshape(-1) == image_token_id).nonzero().reshape(-1)[: rows * cols]
+    targets[image_positions[inside]] = True
+    return targets
+
+
+def query_positions(tokenizer: Any, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """[L] bool: the positions whose next token is a trained box coordinate digit (`rl_runner.diagnostics`)."""
+    ids, mask = input_ids.reshape(-1), loss_mask.reshape(-1).bool()
+    queries = torch.zeros_like(mask)
+    trained = mask.nonzero().reshape(-1)
+    kinds = token_kinds(tokenizer, ids[trained].tolist())
+    for position, kind in zip(trained.tolist(), kinds):
+        if kind == "coordinate" and position > 0:
+            queries[position - 1] = True
+    return queries
+
+
+@contextmanager
+def captured_attention_inputs(attention: nn.Module) -> Iterator[dict[str, Any]]:
+    """While open, the last forward's inputs of `attention` (a Qwen2.5-VL text attention module)."""
+    captured: dict[str, Any] = {}
+
+    def keep(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        captured["hidden_states"] = kwargs.get("hidden_states", args[0] if args else None)
+        captured["position_embeddings"] = kwargs["position_embeddings"]
+
+    handle = attention.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def head_attention(attention: nn.Module, captured: Mapping[str, Any], head: int,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, L] attention weights of one head, recomputed from its captured inputs (causal, padding masked)."""
+    hidden = captured["hidden_states"]
+    batch, length, _ = hidden.shape
+    dim = attention.head_dim
+    group = head // attention.num_key_value_groups
+    query = attention.q_proj(hidden)[..., head * dim : (head + 1) * dim].reshape(batch, 1, length, dim)
+    key = attention.k_proj(hidden)[..., group * dim : (group + 1) * dim].reshape(batch, 1, length, dim)
+    cos, sin = captured["position_embeddings"]
+    sections = attention.config.rope_parameters["mrope_section"]
+    query, key = apply_multimodal_rotary_pos_emb(query, key, cos, sin, sections)
+    scores = (query @ key.transpose(-1, -2))[:, 0] * attention.scaling
+    causal = torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
+    allowed = causal[None] & attention_mask.bool()[:, None, :]
+    return scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(dim=-1)
+
+
+def pointer_loss(weights: torch.Tensor, queries: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log(attention mass on the target tokens) over the query positions ([B, L, L], [B, L], [B, L])."""
+    if not bool(queries.any()):
+        return weights.sum() * 0.0
+    mass = (weights * targets[:, None, :].to(weights.dtype)).sum(dim=-1)  # [B, L]
+    return -(mass[queries] + EPSILON).log().mean()

@@ -1,0 +1,97 @@
+"""rl_runner.pointer: the loss that points one decoder head at the tag a box names."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText
+
+from agents.chat import load_processor
+from rl_runner.conversation import batch_conversations, encode_conversation
+from rl_runner.pointer import (
+    captured_attention_inputs,
+    head_attention,
+    pointed_box,
+    pointer_loss,
+    query_positions,
+    target_tokens,
+)
+from rl_runner.pretrain import EncodedBatches, chat, default_config
+
+IMAGE = 7  # a stand-in image token id for hand-made id sequences
+
+
+def test_target_tokens_are_the_cells_the_box_overlaps() -> None:
+    # 4x6 patches, merge 2: 2 rows x 3 columns of tokens, each 1/3 wide and 1/2 high, after two text tokens
+    ids = torch.tensor([1, 2] + [IMAGE] * 6 + [3])
+    grid = torch.tensor([[1, 4, 6]])
+    inside = target_tokens(ids, grid, (0.4, 0.6, 0.5, 0.9), IMAGE, merge=2)
+    assert inside.nonzero().reshape(-1).tolist() == [2 + 4]  # row 1, column 1
+    across = target_tokens(ids, grid, (0.3, 0.4, 0.7, 0.6), IMAGE, merge=2)  # touches all three columns, both rows
+    assert across.nonzero().reshape(-1).tolist() == [2, 3, 4, 5, 6, 7]
+    assert not target_tokens(ids, grid, None, IMAGE, merge=2).any()
+    assert not target_tokens(torch.tensor([1, 2, 3]), None, (0.1, 0.1, 0.2, 0.2), IMAGE, merge=2).any()
+
+
+def test_queries_are_the_positions_before_each_informative_digit(tiny_model_path: Path) -> None:
+    tokenizer = load_processor(tiny_model_path).tokenizer
+    answer = "[0.3, 0.6, 0.4, 0.7]"
+    ids = torch.tensor(tokenizer("Where?" + answer, add_special_tokens=False)["input_ids"])
+    prompt = len(tokenizer("Where?", add_special_tokens=False)["input_ids"])
+    mask = torch.zeros(len(ids), dtype=torch.bool)
+    mask[prompt:] = True
+    queries = query_positions(tokenizer, ids, mask).nonzero().reshape(-1)
+    predicted = [tokenizer.decode([int(ids[p + 1])]) for p in queries]
+    assert "".join(predicted) == "36"  # x1 and y1 of a unit-cell box; x2, y2 follow from them
+    assert not query_positions(tokenizer, ids, torch.zeros_like(mask)).any()  # untrained tokens ask nothing
+
+
+def test_loss_is_the_log_of_the_mass_off_the_targets() -> None:
+    weights = torch.full((1, 3, 4), 0.25)
+    queries = torch.tensor([[False, False, True]])
+    targets = torch.tensor([[True, False, False, False]])
+    assert math.isclose(float(pointer_loss(weights, queries, targets)), math.log(4), rel_tol=1e-4)
+    weights[0, 2] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert float(pointer_loss(weights, queries, targets)) < 1e-4
+    assert float(pointer_loss(weights, torch.zeros_like(queries), targets)) == 0.0
+
+
+def test_head_attention_is_the_models_own_attention(tiny_model_path: Path) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32,
+                                                        attn_implementation="eager").eval()
+    processor = load_processor(tiny_model_path)
+    rng = np.random.default_rng(0)
+    chats = [chat(rng.integers(0, 255, (112, 168, 3), dtype=np.uint8), "Where is the red tag?", "[0.1, 0.2, 0.2, 0.3]",
+                  pointed=(0.1, 0.2, 0.15, 0.3)), chat(None, "No image.", "ok")]
+    inputs, _ = batch_conversations([encode_conversation(processor, c) for c in chats], 0)  # left-padded
+    layer = 1
+    attention = model.model.language_model.layers[layer].self_attn
+    with captured_attention_inputs(attention) as captured, torch.no_grad():
+        output = model(**inputs, output_attentions=True)
+        for head in range(model.config.text_config.num_attention_heads):
+            weights = head_attention(attention, captured, head, inputs["attention_mask"])
+            real = inputs["attention_mask"].bool()
+            assert torch.allclose(weights[real], output.attentions[layer][:, head][real], atol=1e-5)
+
+
+def test_pretraining_batches_point_at_the_asked_tag(tiny_model_path: Path) -> None:
+    processor = load_processor(tiny_model_path)
+    config = default_config(batch_size=8, data_workers=0, kind_counts={"ground": 1, "match": 1})
+    batches = iter(EncodedBatches(config, processor))
+    inputs, _, pointers = next(batches)
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    has_image = (inputs["input_ids"] == image_id).any(dim=1)
+    assert has_image.any() and (~has_image).any()
+    assert torch.equal(pointers.targets.any(dim=1), has_image)  # every ground chat points, text-only ones do not
+    assert torch.equal(pointers.queries.sum(dim=1), 2 * has_image.long())  # at x1 and y1
+    assert not (pointers.targets & (inputs["input_ids"] != image_id)).any()
+
+
+def test_chat_records_the_pointed_box_on_its_image() -> None:
+    image = np.zeros((56, 56, 3), dtype=np.uint8)
+    assert pointed_box(chat(image, "q", "a", pointed=(0.1, 0.2, 0.3, 0.4))) == (0.1, 0.2, 0.3, 0.4)
+    assert pointed_box(chat(image, "q", "a")) is None
+    assert pointed_box(chat(None, "q", "a", pointed=(0.1, 0.2, 0.3, 0.4))) is None
