@@ -111,6 +111,15 @@ def masked_mean_nll(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
 
 
+def trained_parameters(model: torch.nn.Module, train_tower: bool) -> list[torch.nn.Parameter]:
+    """The parameters an optimizer should train: all of them, or all but the vision tower's (`model.model.visual`,
+    left as pretrained and frozen, as Qwen2.5-VL's own fine-tuning recipe does by default)."""
+    tower = getattr(getattr(model, "model", None), "visual", None)
+    if tower is not None and not train_tower:
+        tower.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def clipped_update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     """One optimizer step on `loss`, the gradient of everything `optimizer` trains (a model, and heads beside it
     such as pretraining's position head) clipped to norm 1 together (SFT, pretraining and the probes)."""
@@ -132,7 +141,7 @@ class PolicyTrainer:
     ) -> None:
         self.model, self.processor, self.config, self.reference = model, processor, config, reference
         self.device = next(model.parameters()).device
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.rl_lr)
+        self.optimizer = torch.optim.AdamW(trained_parameters(model, config.train_vision_tower), lr=config.rl_lr)
         self.value_head: ValueHead | None = None
         self.value_optimizer: torch.optim.Optimizer | None = None
         if config.algorithm == "ppo":

@@ -10,6 +10,10 @@ as they are; only the pretraining objective gains a term, and the head keeps its
 
 A chat says which tag its answer points at with `POINTER_KEY` on its image part: the tag's box as fractions of
 the image (x1, y1, x2, y2).
+
+A second term (`answer_position_loss`) asks the position head of `rl_runner.token_positions`, on the state just
+after that layer at the same positions, for the tenth of the image that the tag's centre lies in: the digits the
+box starts with. Together the two supervise the whole hop: look up the named tag, carry its position out.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import nn
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_multimodal_rotary_pos_emb
 
 from rl_runner.diagnostics import token_kinds
+from rl_runner.token_positions import BUCKETS, PositionHead
 
 POINTER_KEY = "pointer_box"
 EPSILON = 1e-6
@@ -55,6 +60,14 @@ def target_tokens(
     image_positions = (input_ids.reshape(-1) == image_token_id).nonzero().reshape(-1)[: rows * cols]
     targets[image_positions[inside]] = True
     return targets
+
+
+def centre_tenths(box: Sequence[float] | None) -> tuple[int, int]:
+    """The x and y tenth of `box`'s centre (the first digits of its unit-cell box); (-1, -1) without a box."""
+    if box is None:
+        return (-1, -1)
+    x1, y1, x2, y2 = box
+    return tuple(min(int((a + b) / 2 * BUCKETS), BUCKETS - 1) for a, b in ((x1, x2), (y1, y2)))
 
 
 def query_positions(tokenizer: Any, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -109,3 +122,15 @@ def pointer_loss(weights: torch.Tensor, queries: torch.Tensor, targets: torch.Te
         return weights.sum() * 0.0
     mass = (weights * targets[:, None, :].to(weights.dtype)).sum(dim=-1)  # [B, L]
     return -(mass[queries] + EPSILON).log().mean()
+
+
+def answer_position_loss(
+    head: PositionHead, hidden: torch.Tensor, queries: torch.Tensor, tenths: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the pointed tag's x and y tenths ([B, 2]) from `hidden` ([B, L, D]) at the query positions."""
+    if not bool(queries.any()):
+        return hidden.sum() * 0.0
+    rows = queries.nonzero()[:, 0]
+    logits_x, logits_y = head(hidden[queries])
+    return (nn.functional.cross_entropy(logits_x, tenths[rows, 0])
+            + nn.functional.cross_entropy(logits_y, tenths[rows, 1])) / 2

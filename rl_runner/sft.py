@@ -18,7 +18,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from agents.chat import load_processor
-from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll
+from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll, trained_parameters
 from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, split_losses
 from rl_runner.pretrain import resolve_model
@@ -39,14 +39,15 @@ def masked_nll(
 
 def train_sft(
     model: PreTrainedModel, processor: ProcessorMixin, chats: Sequence[list[dict[str, Any]]], epochs: int, lr: float,
-    batch_size: int, seed: int = 0, progress: bool = True, desc: str = "SFT",
+    batch_size: int, seed: int = 0, progress: bool = True, desc: str = "SFT", train_tower: bool = False,
 ) -> list[dict[str, float]]:
-    """Fine-tune `model` in place; per step the loss and its split by token kind (`rl_runner.diagnostics`)."""
+    """Fine-tune `model` in place (its vision tower too only if `train_tower`); per step the loss and its split
+    by token kind (`rl_runner.diagnostics`)."""
     encoded = [encode_conversation(processor, chat) for chat in chats]
     if not encoded:
         raise ValueError("no SFT conversations to train on")
     pad_id = processor.tokenizer.pad_token_id or 0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(trained_parameters(model, train_tower), lr=lr)
     rng = np.random.default_rng(seed)
     log = []
     steps = epochs * -(-len(encoded) // batch_size)
@@ -79,13 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-tower", action="store_true", help="train the vision tower too")
     args = parser.parse_args(argv)
     path = resolve_model(args.model, Path(args.out).parent / ".tiny-models", args.seed)
     torch.manual_seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     processor = load_processor(path)
     chats = [record["message_list"] for record in load_traces(args.traces)]
-    log = train_sft(model, processor, chats, args.epochs, args.lr, args.batch_size, args.seed)
+    log = train_sft(model, processor, chats, args.epochs, args.lr, args.batch_size, args.seed,
+                    train_tower=args.train_tower)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     print(f"SFT: {len(log)} steps, loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}; saved to {args.out}")

@@ -268,7 +268,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         config = self.config
         return train_sft(model, self.processor, chats, config.sft_epochs, config.sft_lr, config.sft_batch_size,
-                         config.seed, desc=desc)
+                         config.seed, desc=desc, train_tower=config.train_vision_tower)
 
     def _reference(self, sft_dir: str | Path) -> PreTrainedModel | None:
         if self.config.kl_coef <= 0:

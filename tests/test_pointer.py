@@ -10,9 +10,12 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
+from rl_runner.algorithms import trained_parameters
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.pointer import (
+    answer_position_loss,
     captured_attention_inputs,
+    centre_tenths,
     head_attention,
     pointed_box,
     pointer_loss,
@@ -20,6 +23,7 @@ from rl_runner.pointer import (
     target_tokens,
 )
 from rl_runner.pretrain import EncodedBatches, chat, default_config
+from rl_runner.token_positions import BUCKETS, PositionHead
 
 IMAGE = 7  # a stand-in image token id for hand-made id sequences
 
@@ -95,3 +99,33 @@ def test_chat_records_the_pointed_box_on_its_image() -> None:
     assert pointed_box(chat(image, "q", "a", pointed=(0.1, 0.2, 0.3, 0.4))) == (0.1, 0.2, 0.3, 0.4)
     assert pointed_box(chat(image, "q", "a")) is None
     assert pointed_box(chat(None, "q", "a", pointed=(0.1, 0.2, 0.3, 0.4))) is None
+
+
+def test_centre_tenths_are_a_unit_cell_boxs_first_digits() -> None:
+    assert centre_tenths((0.31, 0.62, 0.35, 0.66)) == (3, 6)
+    assert centre_tenths((0.95, 0.0, 1.0, 0.04)) == (9, 0)
+    assert centre_tenths((0.9, 0.9, 1.0, 1.0)) == (9, 9)  # the far edge stays in the last tenth
+    assert centre_tenths(None) == (-1, -1)
+
+
+def test_answer_position_loss_reads_only_the_query_positions() -> None:
+    head = PositionHead(4).requires_grad_(False)
+    hidden = torch.randn(2, 5, 4)
+    queries = torch.zeros(2, 5, dtype=torch.bool)
+    assert float(answer_position_loss(head, hidden, queries, torch.full((2, 2), -1))) == 0.0
+    queries[1, 3] = True
+    tenths = torch.tensor([[-1, -1], [2, 7]])
+    head.linear.weight.zero_()
+    head.linear.bias.zero_()
+    head.linear.bias[2] = head.linear.bias[BUCKETS + 7] = 50.0  # certain of x tenth 2, y tenth 7
+    assert float(answer_position_loss(head, hidden, queries, tenths)) < 1e-6
+    assert math.isclose(float(answer_position_loss(head, hidden, queries, torch.tensor([[-1, -1], [3, 7]]))), 25.0,
+                        rel_tol=1e-3)  # x wrong by a margin of 50: (50 + 0) / 2
+
+
+def test_the_vision_tower_stays_frozen_unless_asked(tiny_model_path: Path) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32)
+    tower = {id(p) for p in model.model.visual.parameters()}
+    assert not tower & {id(p) for p in trained_parameters(model, train_tower=False)}
+    fresh = AutoModelForImageTextToText.from_pretrained(tiny_model_path, dtype=torch.float32)
+    assert len(trained_parameters(fresh, train_tower=True)) == len(list(fresh.parameters()))
