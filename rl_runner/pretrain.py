@@ -75,7 +75,7 @@ from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 from rl_runner.vision_warmup import ColourView, TagWindow, colour_labels, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
-PRETRAIN_VERSION = "p4"
+PRETRAIN_VERSION = "p5"
 # The base "tiny" names: the one committed here (the default recipe), else one pretrained on the fly
 # (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
 COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"
@@ -103,7 +103,7 @@ class PretrainConfig:
         default_factory=lambda: {"ground": 3, "look": 1, "glyph": 1, "name": 1, "match": 1}
     )
     steps: int = 600  # the committed base's recipe: 28 minutes on 2 CPU cores, with the vision warm-up
-    vision_steps: int = 300  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
+    vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from pixel_gym.suites.drawing import NAMED_COLORS
 from pixel_gym.suites.glyphs import SYMBOLS
+from rl_runner.token_positions import PositionHead, position_targets
 
 SYMBOL_IDS = {symbol: i for i, symbol in enumerate(SYMBOLS)}
 COLOUR_IDS = {colour: i + 1 for i, colour in enumerate(NAMED_COLORS)}  # 0: no named tag in the token
@@ -53,11 +54,12 @@ class TagWindow:
 
 
 def vision_features(model: nn.Module, processor, images: Sequence[np.ndarray],
-                    device: torch.device) -> torch.Tensor:
-    """The merged tokens the vision tower makes of `images`, image after image, [tokens, width]."""
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The merged tokens the vision tower makes of `images`, image after image, [tokens, width], and the images'
+    `image_grid_thw`."""
     inputs = processor.image_processor(images=[Image.fromarray(pixels) for pixels in images], return_tensors="pt")
     output = model.model.visual(inputs["pixel_values"].to(device), grid_thw=inputs["image_grid_thw"].to(device))
-    return output if torch.is_tensor(output) else output.pooler_output
+    return (output if torch.is_tensor(output) else output.pooler_output), inputs["image_grid_thw"]
 
 
 def colour_labels(size: tuple[int, int], grid: tuple[int, int], tags: Sequence[dict]) -> np.ndarray:
@@ -76,19 +78,26 @@ def colour_labels(size: tuple[int, int], grid: tuple[int, int], tags: Sequence[d
 def symbol_loss(model: nn.Module, processor, head: nn.Module, windows: Sequence[TagWindow]) -> torch.Tensor:
     """Cross-entropy of each window's symbol from the mean of its tokens."""
     device = next(model.parameters()).device
-    tokens = vision_features(model, processor, [w.pixels for w in windows], device)
+    tokens, _ = vision_features(model, processor, [w.pixels for w in windows], device)
     logits = head(tokens.reshape(len(windows), -1, tokens.shape[-1]).mean(1))
     return nn.functional.cross_entropy(logits, torch.tensor([SYMBOL_IDS[w.symbol] for w in windows], device=device))
 
 
-def colour_loss(model: nn.Module, processor, head: nn.Module, views: Sequence[ColourView]) -> torch.Tensor:
-    """Per-token cross-entropy of the named colour held, tokens with a tag and tokens without weighted alike."""
+def global_view_losses(model: nn.Module, processor, colour_head: nn.Module, position_head: PositionHead,
+                       views: Sequence[ColourView]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross-entropy of the named colour held (tokens with a tag and tokens without weighted alike), and
+    of each token's tenth of the image along x and y (`rl_runner.token_positions`)."""
     device = next(model.parameters()).device
-    logits = head(vision_features(model, processor, [v.pixels for v in views], device))
+    tokens, grid = vision_features(model, processor, [v.pixels for v in views], device)
     labels = torch.from_numpy(np.concatenate([v.labels.reshape(-1) for v in views])).to(device)
-    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    losses = nn.functional.cross_entropy(colour_head(tokens), labels, reduction="none")
     tagged = labels > 0
-    return (losses[tagged].mean() + losses[~tagged].mean()) / 2 if tagged.any() else losses.mean()
+    colour = (losses[tagged].mean() + losses[~tagged].mean()) / 2 if tagged.any() else losses.mean()
+    target_x, target_y = position_targets(grid, processor.image_processor.merge_size)
+    logits_x, logits_y = position_head(tokens)
+    position = (nn.functional.cross_entropy(logits_x, target_x.to(device))
+                + nn.functional.cross_entropy(logits_y, target_y.to(device))) / 2
+    return colour, position
 
 
 def warm_up_vision(
@@ -108,7 +117,9 @@ def warm_up_vision(
     width = model.config.vision_config.out_hidden_size
     symbol_head = nn.Linear(width, len(SYMBOL_IDS)).to(device)
     colour_head = nn.Linear(width, len(COLOUR_IDS) + 1).to(device)
-    trained = [*model.model.visual.parameters(), *symbol_head.parameters(), *colour_head.parameters()]
+    position_head = PositionHead(width).to(device)
+    trained = [*model.model.visual.parameters(), *symbol_head.parameters(), *colour_head.parameters(),
+               *position_head.parameters()]
     optimizer = torch.optim.AdamW(trained, lr=lr)
     log: list[dict[str, float]] = []
     model.train()
@@ -116,9 +127,10 @@ def warm_up_vision(
         loss = symbol_loss(model, processor, symbol_head, [next(windows) for _ in range(batch_size)])
         record = {"stage": "vision", "step": step + 1, "loss_symbol": float(loss.detach())}
         if colour_views is not None:
-            colour = colour_loss(model, processor, colour_head, [next(colour_views) for _ in range(colour_batch)])
-            record["loss_colour"] = float(colour.detach())
-            loss = loss + colour
+            views = [next(colour_views) for _ in range(colour_batch)]
+            colour, position = global_view_losses(model, processor, colour_head, position_head, views)
+            record["loss_colour"], record["loss_tower_position"] = float(colour.detach()), float(position.detach())
+            loss = loss + colour + position
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trained, 1.0)

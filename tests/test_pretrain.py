@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
@@ -174,10 +175,11 @@ def test_pretrain_command_builds_a_loadable_base(tmp_path: Path, capsys: pytest.
         log = [json.loads(line) for line in (folder / "pretrain_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2]
         assert all(math.isfinite(r["loss"]) and "loss_coordinate" in r and "loss_answer" in r for r in log)
+        assert all(math.isfinite(r["loss_pointer"]) and math.isfinite(r["loss_answer_position"]) for r in log)
     assert json.loads((out / "blind_control" / "pretrain_config.json").read_text())["blind"] is True
     vision = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in vision] == [1, 2, 3]
-    assert all(math.isfinite(r["loss_symbol"]) and math.isfinite(r["loss_colour"]) for r in vision)
+    assert all(math.isfinite(r[key]) for r in vision for key in ("loss_symbol", "loss_colour", "loss_tower_position"))
     assert not (out / "blind_control" / "vision_log.jsonl").exists()  # gray windows teach the tower nothing
     assert (out / "pretrain_curve.png").stat().st_size > 10_000
     model = AutoModelForImageTextToText.from_pretrained(out)
@@ -225,8 +227,27 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
-          "--no-colour-warmup", "--position-weight", "0", "--shift-ramp", "0", "1"])
+          "--no-colour-warmup", "--position-weight", "0", "--pointer-weight", "0", "--shift-ramp", "0", "1"])
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["colour_warmup"] is False and config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
-    assert "loss_colour" not in vision and "loss_position" not in json.loads((out / "pretrain_log.jsonl").read_text())
+    (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
+    assert "loss_colour" not in vision and "loss_position" not in chats and "loss_pointer" not in chats
+
+
+def test_the_chats_leave_a_warmed_up_tower_as_it_is(tmp_path: Path) -> None:
+    """`--init` continues a base; its tower only trains with `--train-tower`, the decoder always."""
+    main(["--out", str(tmp_path / "base"), "--steps", "1", "--vision-steps", "1", "--batch-size", "2",
+          "--threads", "1"])
+    weights = {}
+    for name, flags in (("frozen", []), ("trained", ["--train-tower"])):
+        main(["--init", str(tmp_path / "base"), "--out", str(tmp_path / name), "--steps", "2", "--vision-steps", "0",
+              "--batch-size", "2", "--threads", "1", *flags])
+        weights[name] = AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
+    start = AutoModelForImageTextToText.from_pretrained(tmp_path / "base").state_dict()
+    tower = [key for key in start if ".visual." in f".{key}"]
+    decoder = [key for key in start if "language_model" in key and "layers.0." in key]
+    assert tower and decoder
+    assert all(torch.equal(start[key], weights["frozen"][key]) for key in tower)
+    assert not all(torch.equal(start[key], weights["trained"][key]) for key in tower)
+    assert not all(torch.equal(start[key], weights["frozen"][key]) for key in decoder)
