@@ -27,7 +27,7 @@ from torch import nn
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_multimodal_rotary_pos_emb
 
 from rl_runner.diagnostics import token_kinds
-from rl_runner.token_positions import BUCKETS, PositionHead
+from rl_runner.token_positions import BUCKETS, PositionHead, tenths_loss
 
 POINTER_KEY = "pointer_box"
 EPSILON = 1e-6
@@ -131,6 +131,4 @@ def answer_position_loss(
     if not bool(queries.any()):
         return hidden.sum() * 0.0
     rows = queries.nonzero()[:, 0]
-    logits_x, logits_y = head(hidden[queries])
-    return (nn.functional.cross_entropy(logits_x, tenths[rows, 0])
-            + nn.functional.cross_entropy(logits_y, tenths[rows, 1])) / 2
+    return tenths_loss(head, hidden[queries], tenths[rows, 0], tenths[rows, 1])

@@ -48,8 +48,13 @@ def position_loss(
     tokens = hidden[input_ids == image_token_id]
     if tokens.shape[0] == 0:
         return hidden.sum() * 0.0
-    target_x, target_y = position_targets(image_grid_thw, merge)
-    logits_x, logits_y = head(tokens)
-    device = tokens.device
+    return tenths_loss(head, tokens, *position_targets(image_grid_thw, merge))
+
+
+def tenths_loss(head: PositionHead, states: torch.Tensor, target_x: torch.Tensor,
+                target_y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the x and y tenths (`[N]` each) that `head` gives `states` (`[N, D]`)."""
+    logits_x, logits_y = head(states)
+    device = states.device
     return (nn.functional.cross_entropy(logits_x, target_x.to(device))
             + nn.functional.cross_entropy(logits_y, target_y.to(device))) / 2

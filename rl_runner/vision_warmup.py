@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from pixel_gym.suites.drawing import NAMED_COLORS
 from pixel_gym.suites.glyphs import SYMBOLS
-from rl_runner.token_positions import PositionHead, position_targets
+from rl_runner.token_positions import PositionHead, position_targets, tenths_loss
 
 SYMBOL_IDS = {symbol: i for i, symbol in enumerate(SYMBOLS)}
 COLOUR_IDS = {colour: i + 1 for i, colour in enumerate(NAMED_COLORS)}  # 0: no named tag in the token
@@ -93,10 +93,7 @@ def global_view_losses(model: nn.Module, processor, colour_head: nn.Module, posi
     losses = nn.functional.cross_entropy(colour_head(tokens), labels, reduction="none")
     tagged = labels > 0
     colour = (losses[tagged].mean() + losses[~tagged].mean()) / 2 if tagged.any() else losses.mean()
-    target_x, target_y = position_targets(grid, processor.image_processor.merge_size)
-    logits_x, logits_y = position_head(tokens)
-    position = (nn.functional.cross_entropy(logits_x, target_x.to(device))
-                + nn.functional.cross_entropy(logits_y, target_y.to(device))) / 2
+    position = tenths_loss(position_head, tokens, *position_targets(grid, processor.image_processor.merge_size))
     return colour, position
 
 
