@@ -65,7 +65,8 @@ class TrainConfig:
     sft_epochs: int = 2
     sft_lr: float = 2e-3
     sft_batch_size: int = 4
-    train_vision_tower: bool = False  # SFT and RL also train the vision tower (default: it stays as pretrained)
+    train_vision_tower: bool = False  # SFT and RL also train the vision tower (default: it stays as pretrained;
+    # verl: actor.freeze_vision_tower in RL, its SFT trainer has no such switch and trains the whole model)
     sft_blind_control: bool = True  # also train a copy on flat gray images: the control of the loss diagnostics
     # RL
     algorithm: str = "grpo"  # "grpo" or "ppo"

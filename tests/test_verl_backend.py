@@ -483,6 +483,11 @@ def test_launch_plan_composes_with_verl_config(tmp_path: Path) -> None:
     composed = compose_config(plan.rl_config.parent, plan.rl_config.stem, [])
     assert composed.algorithm.adv_estimator == ESTIMATOR and composed.algorithm.curiosity.alpha == 0.4
     assert composed.actor_rollout_ref.rollout.n == 4 and composed.trainer.v1.trainer_mode == "pixel_gym_sync"
+    assert composed.actor_rollout_ref.actor.freeze_vision_tower is True  # as the local trainer: TrainConfig's default
+    trained = plan_run(dataclasses.replace(config, name="t", train_vision_tower=True),
+                       VerlSettings(gpus_per_node=2, dry_run=True))
+    assert compose_config(trained.rl_config.parent, trained.rl_config.stem, []).actor_rollout_ref.actor \
+        .freeze_vision_tower is False
     assert composed.actor_rollout_ref.model.custom_chat_template is None  # the env's prompt needs no tool template
     assert plan.rl_command[1:3] == ["-m", "verl.trainer.main_ppo"] and "verl.trainer.sft_trainer" in plan.sft_command
     for path in (plan.data.train, plan.data.val, plan.data.sft, plan.data.tool_config, plan.data.agent_loop_config):

@@ -80,6 +80,7 @@ def rl_values(config: TrainConfig, settings: VerlSettings, data: PreparedData, m
         "data.custom_cls.name": DATASET_NAME,
         "actor_rollout_ref.model.path": model_path,
         "actor_rollout_ref.actor.optim.lr": config.rl_lr,
+        "actor_rollout_ref.actor.freeze_vision_tower": not config.train_vision_tower,
         "actor_rollout_ref.actor.ppo_mini_batch_size": config.tasks_per_step,
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": micro,
         "actor_rollout_ref.actor.ppo_epochs": config.ppo_epochs,
