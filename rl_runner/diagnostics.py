@@ -64,19 +64,21 @@ def token_kinds(tokenizer, token_ids: Sequence[int]) -> list[str]:
     return kinds
 
 
-def split_losses(
-    tokenizer, input_ids: torch.Tensor, logprobs: torch.Tensor, loss_mask: torch.Tensor
-) -> dict[str, tuple[float, int]]:
-    """Summed loss and token count per kind over the masked tokens of a batch ([B, L] tensors)."""
-    totals = {kind: [0.0, 0] for kind in TOKEN_KINDS}
+def kind_indices(tokenizer, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] long: the index in `TOKEN_KINDS` of every trained token of a batch ([B, L] tensors), -1 elsewhere."""
+    kinds = torch.full(input_ids.shape, -1, dtype=torch.long)
     for row in range(input_ids.shape[0]):
-        mask = loss_mask[row].bool()
-        ids = input_ids[row][mask].tolist()
-        losses = (-logprobs[row][mask]).tolist()
-        for kind, loss in zip(token_kinds(tokenizer, ids), losses):
-            totals[kind][0] += loss
-            totals[kind][1] += 1
-    return {kind: (total, count) for kind, (total, count) in totals.items()}
+        trained = loss_mask[row].bool().nonzero().reshape(-1)
+        named = token_kinds(tokenizer, input_ids[row][trained].tolist())
+        kinds[row, trained] = torch.tensor([TOKEN_KINDS.index(kind) for kind in named], dtype=torch.long)
+    return kinds
+
+
+def split_losses(kinds: torch.Tensor, logprobs: torch.Tensor) -> dict[str, tuple[float, int]]:
+    """Summed loss and token count per kind of a batch ([B, L]; `kinds` from `kind_indices`)."""
+    kinds = kinds.to(logprobs.device)
+    return {kind: (float(-logprobs[kinds == index].sum()), int((kinds == index).sum()))
+            for index, kind in enumerate(TOKEN_KINDS)}
 
 
 class LossSplit:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_multimodal_rotary_pos_emb
 
-from rl_runner.diagnostics import token_kinds
+from rl_runner.diagnostics import TOKEN_KINDS
 from rl_runner.token_positions import BUCKETS, PositionHead, tenths_loss
 
 POINTER_KEY = "pointer_box"
@@ -70,15 +70,11 @@ def centre_tenths(box: Sequence[float] | None) -> tuple[int, int]:
     return tuple(min(int((a + b) / 2 * BUCKETS), BUCKETS - 1) for a, b in ((x1, x2), (y1, y2)))
 
 
-def query_positions(tokenizer: Any, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """[L] bool: the positions whose next token is a trained box coordinate digit (`rl_runner.diagnostics`)."""
-    ids, mask = input_ids.reshape(-1), loss_mask.reshape(-1).bool()
-    queries = torch.zeros_like(mask)
-    trained = mask.nonzero().reshape(-1)
-    kinds = token_kinds(tokenizer, ids[trained].tolist())
-    for position, kind in zip(trained.tolist(), kinds):
-        if kind == "coordinate" and position > 0:
-            queries[position - 1] = True
+def query_positions(kinds: torch.Tensor) -> torch.Tensor:
+    """[..., L] bool: the positions whose next token is a trained box coordinate digit (`kinds` from
+    `rl_runner.diagnostics.kind_indices`)."""
+    queries = torch.zeros(kinds.shape, dtype=torch.bool)
+    queries[..., :-1] = kinds[..., 1:] == TOKEN_KINDS.index("coordinate")
     return queries
 
 

@@ -38,6 +38,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,7 +58,7 @@ from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
 from rl_runner.algorithms import clipped_update, masked_mean_nll, token_logprobs, trained_parameters
 from rl_runner.conversation import batch_conversations, encode_conversation
-from rl_runner.diagnostics import LossSplit, grayed, split_losses
+from rl_runner.diagnostics import LossSplit, grayed, kind_indices, split_losses
 from rl_runner.plots import plot_pretraining
 from rl_runner.pointer import (
     POINTER_KEY,
@@ -83,6 +84,7 @@ MAIN_JOB_STEPS = 150
 MAIN_JOB_VISION_STEPS = 150
 BLIND_DIR = "blind_control"  # where `--with-blind-control` trains the control, inside the base's folder
 KINDS = ("ground", "look", "glyph", "name", "match")
+LOOK_PROMPTS = ("env", "short")
 READ_SHIFT = 0.08  # how far a name crop's box may move from the look box (the crop's 0.1 padding keeps the tag in)
 SHUFFLE = 128  # examples mixed before they are drawn, so a batch holds many tasks
 OTHER_GLYPHS = 4  # glyph windows of other tags per drawn image
@@ -102,7 +104,7 @@ class PretrainConfig:
     kind_counts: dict[str, int] = field(  # examples of each kind per task (per drawn image)
         default_factory=lambda: {"ground": 3, "look": 1, "glyph": 1, "name": 1, "match": 1}
     )
-    steps: int = 600  # the committed base's recipe: 28 minutes on 2 CPU cores, with the vision warm-up
+    steps: int = 1400  # the committed base's recipe: about 50 minutes on 2 CPU cores, with the vision warm-up
     vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
@@ -111,6 +113,9 @@ class PretrainConfig:
     pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
     pointer_layer: int = 2  # the decoder layer of that head (it reads the states the position loss trains)
     pointer_head: int = 0
+    look_prompt: str = "env"  # a `look` example's prompt: "env", the env's whole first observation (its system
+    # prompt with the tool schemas, the question and the guidelines), as the SFT traces and RL rollouts show it;
+    # "short": `PRETRAIN_SYSTEM` and the question (a base built so begins the SFT at coordinate loss 7.7)
     freeze_tower: bool = True  # the chats leave a warmed-up (or `init`) tower as it is: they do not need its
     # named colours, and training it on them wipes those out (colour of a tag's token 0.68 -> 0.07, chance 0.11)
     batch_size: int = 24
@@ -172,8 +177,10 @@ def tag_region(tag: dict[str, Any], size: tuple[int, int]) -> tuple[float, float
 class ExampleMaker:
     """Single-turn examples of one task, with the views the env shows for it."""
 
-    def __init__(self, env: PixelVQAEnv, rng: np.random.Generator) -> None:
-        self.env, self.rng = env, rng
+    def __init__(self, env: PixelVQAEnv, rng: np.random.Generator, look_prompt: str = "env") -> None:
+        if look_prompt not in LOOK_PROMPTS:
+            raise ValueError(f"look_prompt must be one of {LOOK_PROMPTS}, got {look_prompt!r}")
+        self.env, self.rng, self.look_prompt = env, rng, look_prompt
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
         """`counts[kind]` examples of each kind, from one reset (one drawing of the image); a task whose target the
@@ -194,7 +201,7 @@ class ExampleMaker:
                     tag_asked = colored[int(self.rng.integers(len(colored)))]
                     made.append(ground_example(global_view, tag_asked, (width, height)))
                 elif kind == "look":
-                    made.append(chat(global_view, task.prompt_text(), look_turn(target), target))
+                    made.append(self._look_example(obs["messages"], global_view, task, target))
                 elif kind == "match":
                     made.append(chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task)))
                 elif kind == "glyph":
@@ -206,6 +213,17 @@ class ExampleMaker:
                     made.append(chat(self._zoomed(box, shift=True),
                                      f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
         return made
+
+    def _look_example(self, messages: list[dict[str, Any]], global_view: np.ndarray, task: Task,
+                      target: tuple[float, float, float, float]) -> list[dict[str, Any]]:
+        """The task's first observation (`messages`, or the short prompt on its `global_view`) answered by the
+        look turn."""
+        if self.look_prompt == "short":
+            return chat(global_view, task.prompt_text(), look_turn(target), target)
+        shown = [dict(message, content=[dict(part) for part in message["content"]]) for message in messages]
+        image = next(part for message in shown for part in message["content"] if part.get("type") == "image")
+        image[POINTER_KEY] = tuple(target)
+        return [*shown, {"role": "assistant", "content": [{"type": "text", "text": look_turn(target)}]}]
 
     def _zoomed(self, box: np.ndarray, shift: bool) -> np.ndarray:
         """The view the env shows for a crop on `box` (shifted by up to `READ_SHIFT` along each axis)."""
@@ -271,7 +289,7 @@ def suite_chunks(config: PretrainConfig, split: str) -> Iterator[tuple[ExampleMa
     for chunk in itertools.count(1):
         suite = make_suite(config.suite, size=1000, seed=config.seed * 100_000 + chunk, split=split,
                            **config.suite_kwargs)
-        maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), rng)
+        maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), rng, config.look_prompt)
         for task in suite:
             yield maker, task
 
@@ -326,7 +344,8 @@ class EncodedBatches(torch.utils.data.IterableDataset):
     def __init__(self, config: PretrainConfig, processor: Any) -> None:
         self.config, self.processor = config, processor
 
-    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, PointerMasks]]:
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, PointerMasks]]:
+        """Per batch: the model inputs, the loss mask, each token's kind (`kind_indices`) and the pointer masks."""
         torch.set_num_threads(1)
         stream = example_stream(self.config)
         pad = self.processor.tokenizer.pad_token_id or 0
@@ -334,24 +353,25 @@ class EncodedBatches(torch.utils.data.IterableDataset):
             chats = [next(stream) for _ in range(self.config.batch_size)]
             encoded = [encode_conversation(self.processor, grayed(c) if self.config.blind else c) for c in chats]
             inputs, mask = batch_conversations(encoded, pad)
-            yield inputs, mask, self._pointer_masks(chats, encoded, inputs["input_ids"].shape[-1])
+            kinds = kind_indices(self.processor.tokenizer, inputs["input_ids"], mask)
+            yield inputs, mask, kinds, self._pointer_masks(chats, encoded, kinds)
 
-    def _pointer_masks(self, chats: Sequence[list[dict[str, Any]]], encoded: Sequence[Any], width: int) -> PointerMasks:
+    def _pointer_masks(self, chats: Sequence[list[dict[str, Any]]], encoded: Sequence[Any],
+                       kinds: torch.Tensor) -> PointerMasks:
         """Per row, left-padded like the batch: the query positions and target image tokens of `rl_runner.pointer`."""
         tokenizer = self.processor.tokenizer
         image_token = tokenizer.convert_tokens_to_ids(self.processor.image_token)
         merge = self.processor.image_processor.merge_size
-        queries = torch.zeros((len(chats), width), dtype=torch.bool)
-        targets = torch.zeros_like(queries)
+        width = kinds.shape[-1]
+        targets = torch.zeros(kinds.shape, dtype=torch.bool)
         tenths = torch.full((len(chats), 2), -1, dtype=torch.long)
         for row, (messages, conversation) in enumerate(zip(chats, encoded)):
             ids, box = conversation.inputs["input_ids"][0], pointed_box(messages)
             row_targets = target_tokens(ids, conversation.inputs.get("image_grid_thw"), box, image_token, merge)
             if row_targets.any():
                 targets[row, width - len(ids) :] = row_targets
-                queries[row, width - len(ids) :] = query_positions(tokenizer, ids, conversation.loss_mask[0])
                 tenths[row] = torch.tensor(centre_tenths(box))
-        return PointerMasks(queries, targets, tenths)
+        return PointerMasks(query_positions(kinds) & targets.any(dim=1, keepdim=True), targets, tenths)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -370,7 +390,6 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     device = torch.device(config.device)
     model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32).to(device)
     processor = load_processor(start)
-    tokenizer = processor.tokenizer
     torch.manual_seed(config.seed)
     positions = PositionHead(model.config.text_config.hidden_size).to(device)
     batches = torch.utils.data.DataLoader(  # drawn and encoded in a worker process while the model trains
@@ -394,9 +413,10 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     pointer_attention = model.model.language_model.layers[config.pointer_layer].self_attn
     model.train()
     with tqdm(total=config.steps, desc="pretrain" + (" (blind)" if config.blind else ""), disable=not progress) as bar:
-        for step, (inputs, mask, pointers) in zip(range(config.steps), batches):
+        for step, (inputs, mask, kinds, pointers) in zip(range(config.steps), batches):
             inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
-            with captured_attention_inputs(pointer_attention) as captured:
+            capturing = captured_attention_inputs(pointer_attention) if config.pointer_weight else nullcontext({})
+            with capturing as captured:
                 output = model(**inputs, use_cache=False,
                                output_hidden_states=bool(config.position_weight or config.pointer_weight))
             logprobs = token_logprobs(output.logits, inputs["input_ids"])
@@ -417,7 +437,7 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                 loss = loss + config.position_weight * position
             clipped_update(optimizer, loss)
             schedule.step()
-            window.add(split_losses(tokenizer, inputs["input_ids"], logprobs.detach(), mask))
+            window.add(split_losses(kinds, logprobs.detach()))
             bar.update()
             if (step + 1) % config.save_every == 0:  # a usable base even if the run is stopped
                 save_base(model, processor, out, log, config)
@@ -497,6 +517,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the image tokens' position loss during the chats (0: none)")
     parser.add_argument("--pointer-weight", type=float, default=defaults.pointer_weight,
                         help="weight of the loss that points one decoder head at the named tag (0: none)")
+    parser.add_argument("--look-prompt", choices=LOOK_PROMPTS, default=defaults.look_prompt,
+                        help="a look example's prompt: the env's whole first observation, or a short one")
     parser.add_argument("--train-tower", dest="freeze_tower", action="store_false",
                         help="let the chats train the vision tower after its warm-up too")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -512,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     config = default_config(out=args.out, init=args.init, steps=args.steps, vision_steps=args.vision_steps,
                             colour_warmup=args.colour_warmup, position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
+                            look_prompt=args.look_prompt,
                             shift_ramp=tuple(args.shift_ramp) if args.shift_ramp else None,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                             blind=args.blind, log_every=args.log_every, device=args.device)

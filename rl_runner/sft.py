@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from agents.chat import load_processor
 from rl_runner.algorithms import clipped_update, forward_logprobs, masked_mean_nll, trained_parameters
 from rl_runner.conversation import EncodedConversation, batch_conversations, encode_conversation
-from rl_runner.diagnostics import LossSplit, split_losses
+from rl_runner.diagnostics import LossSplit, kind_indices, split_losses
 from rl_runner.pretrain import resolve_model
 from rl_runner.traces import load_traces
 
@@ -61,7 +61,7 @@ def train_sft(
                 )
                 clipped_update(optimizer, loss)
                 split = LossSplit()
-                split.add(split_losses(processor.tokenizer, inputs["input_ids"], logprobs.detach(), mask))
+                split.add(split_losses(kind_indices(processor.tokenizer, inputs["input_ids"], mask), logprobs.detach()))
                 log.append({"loss": float(loss.detach()), **split.means()})
                 bar.update()
                 bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")

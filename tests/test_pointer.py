@@ -12,6 +12,7 @@ from transformers import AutoModelForImageTextToText
 from agents.chat import load_processor
 from rl_runner.algorithms import trained_parameters
 from rl_runner.conversation import batch_conversations, encode_conversation
+from rl_runner.diagnostics import kind_indices
 from rl_runner.pointer import (
     answer_position_loss,
     captured_attention_inputs,
@@ -47,10 +48,11 @@ def test_queries_are_the_positions_before_each_informative_digit(tiny_model_path
     prompt = len(tokenizer("Where?", add_special_tokens=False)["input_ids"])
     mask = torch.zeros(len(ids), dtype=torch.bool)
     mask[prompt:] = True
-    queries = query_positions(tokenizer, ids, mask).nonzero().reshape(-1)
+    queries = query_positions(kind_indices(tokenizer, ids[None], mask[None]))[0].nonzero().reshape(-1)
     predicted = [tokenizer.decode([int(ids[p + 1])]) for p in queries]
     assert "".join(predicted) == "36"  # x1 and y1 of a unit-cell box; x2, y2 follow from them
-    assert not query_positions(tokenizer, ids, torch.zeros_like(mask)).any()  # untrained tokens ask nothing
+    untrained = kind_indices(tokenizer, ids[None], torch.zeros_like(mask)[None])
+    assert not query_positions(untrained).any()  # untrained tokens ask nothing
 
 
 def test_loss_is_the_log_of_the_mass_off_the_targets() -> None:
@@ -85,7 +87,7 @@ def test_pretraining_batches_point_at_the_asked_tag(tiny_model_path: Path) -> No
     processor = load_processor(tiny_model_path)
     config = default_config(batch_size=8, data_workers=0, kind_counts={"ground": 1, "match": 1})
     batches = iter(EncodedBatches(config, processor))
-    inputs, _, pointers = next(batches)
+    inputs, _, _, pointers = next(batches)
     image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     has_image = (inputs["input_ids"] == image_id).any(dim=1)
     assert has_image.any() and (~has_image).any()

@@ -13,12 +13,13 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
-from agents.scripted import crop_call, outward_box, zoom_box
+from agents.scripted import crop_call, outward_box, target_region, zoom_box
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
 from pixel_gym.suites.drawing import FRAME_COLORS
-from rl_runner.diagnostics import char_kinds, grayed, split_losses, token_kinds
+from rl_runner.diagnostics import char_kinds, grayed, kind_indices, split_losses, token_kinds
 from rl_runner.evaluation import blind_accuracy, disable_tool_calls, first_crop_hits
+from rl_runner.pointer import pointed_box
 from rl_runner.pretrain import (
     COMMITTED_BASE,
     MAIN_JOB_STEPS,
@@ -88,7 +89,9 @@ def test_split_losses_sum_to_the_masked_total() -> None:
     import torch
 
     logprobs = -torch.arange(1, len(text) + 1, dtype=torch.float32)[None]
-    parts = split_losses(Digits(), torch.as_tensor(ids), logprobs, torch.ones_like(logprobs))
+    kinds = kind_indices(Digits(), torch.as_tensor(ids), torch.ones_like(logprobs))
+    assert kind_indices(Digits(), torch.as_tensor(ids), torch.zeros_like(logprobs)).eq(-1).all()
+    parts = split_losses(kinds, logprobs)
     assert parts["coordinate"] == (float(text.index("3") + 1), 1)
     assert parts["answer"] == (float(text.index("A") + 1), 1)
     assert sum(total for total, _ in parts.values()) == pytest.approx(sum(range(1, len(text) + 1)))
@@ -118,7 +121,12 @@ def test_examples_are_what_the_env_shows() -> None:
     symbols = {t["symbol"] for t in task.annotations["tags"]}
     assert len(other_windows) == others and all(w[2]["content"][0]["text"] in symbols for w in other_windows)
     assert all(w[1]["content"][0]["image"].shape == (56, 56, 3) for w in other_windows)
-    assert "<tool_call>" in look[2]["content"][0]["text"]
+    assert [m["role"] for m in look] == [m["role"] for m in obs["messages"]] + ["assistant"]
+    assert look[0]["content"][0]["text"] == obs["messages"][0]["content"][0]["text"]  # the tool schemas
+    assert look[1]["content"][-1]["text"] == obs["messages"][1]["content"][-1]["text"]  # question + guidelines
+    assert "<tool_call>" in look[-1]["content"][0]["text"]
+    assert pointed_box(look) == pytest.approx(target_region(task, (width, height)))  # the pointer sees the target
+    assert np.array_equal(look[1]["content"][0]["image"], obs["images"][0])
     target = task.annotations["tags"][task.annotations["targets"][0]]
     window = glyph[1]["content"][0]["image"]
     assert window.shape == (56, 56, 3) and glyph[2]["content"][0]["text"] == target["symbol"]
