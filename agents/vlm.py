@@ -50,9 +50,12 @@ class VLMAgent:
     def __init__(self, model_or_path: str | os.PathLike | PreTrainedModel, processor: ProcessorMixin | None = None,
                  max_new_tokens: int = 512, temperature: float = 1.0, top_p: float = 1.0,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                 top_k: int = 0, later_temperature: float | None = None) -> None:
+                 top_k: int = 0, later_temperature: float | None = None, generation_batch_size: int = 32) -> None:
         """`temperature` samples a conversation's first assistant turn, `later_temperature` (default: the same)
-        the turns after it; 0 is greedy. `top_k` 0 means no top-k cut."""
+        the turns after it; 0 is greedy. `top_k` 0 means no top-k cut. At most `generation_batch_size`
+        conversations share one `generate` call (its KV cache and logits grow with the batch)."""
+        if generation_batch_size < 1:
+            raise ValueError(f"generation_batch_size must be >= 1, got {generation_batch_size}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = _load_model(model_or_path, self.device, dtype)
         self.processor = processor or load_processor(
@@ -63,6 +66,7 @@ class VLMAgent:
         self.temperature = temperature
         self.later_temperature = temperature if later_temperature is None else later_temperature
         self.top_p, self.top_k = top_p, top_k
+        self.generation_batch_size = generation_batch_size
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         self.pad_token_id = pad_token_id(self.tokenizer, self.stop_ids)
 
@@ -75,9 +79,11 @@ class VLMAgent:
         samples = [messages_to_model_inputs(self.processor, _messages(obs)) for obs in observations]
         temperatures = [self.turn_temperature(_messages(obs)) for obs in observations]
         turns: dict[int, Turn] = {}
-        for temperature in dict.fromkeys(temperatures):  # one batched generation per temperature
+        for temperature in dict.fromkeys(temperatures):  # batched generations per temperature
             rows = [i for i, t in enumerate(temperatures) if t == temperature]
-            turns.update(zip(rows, self.generate([samples[i] for i in rows], temperature)))
+            for start in range(0, len(rows), self.generation_batch_size):
+                chunk = rows[start : start + self.generation_batch_size]
+                turns.update(zip(chunk, self.generate([samples[i] for i in chunk], temperature)))
         return [turns[i] for i in range(len(samples))]
 
     def turn_temperature(self, messages: Sequence[Mapping[str, Any]]) -> float:

@@ -1,11 +1,17 @@
-"""Does a base find the tags? Greedy "Where is the <colour> tag?" on held-out global views of the main job's tasks.
+"""Does a base find and read the tags? Greedy grounding and reading on held-out tasks of the main job's suite.
 
 `python -m benchmarks.grounding --model DIR` asks the pretraining's `ground` question about each held-out task's
 target tag, on the global view the env serves at reset, and scores the greedy answer three ways: the box's first
 two digits (x1, y1 tenths) equal those of the trace's box (`exact`) or are at most one tenth off (`within_one`),
 and the env's crop of the answered box frames the target and covers at most a quarter of the image (`crop_hits`,
 the main job's `eval_target_hit_rate` rule, `rl_runner.evaluation.first_crop_hits`). Random boxes get about
-0.01 / 0.09. Prints and writes `summary.json` under `--out`.
+0.01 / 0.09.
+
+Reading is scored on the pretraining's reading examples of the same tasks, greedy answer against the expected
+text: `read_name` (the env's crop of the look box, shifted as the pretraining shifts it -> the symbol; chance about
+1/28), `read_glyph` (a 56-px window of that crop holding the target tag anywhere -> the symbol) and `read_match`
+(text only: the options and "The tag shows K." -> the final turn with the option's letter; chance 1/4). Prints
+and writes `summary.json` under `--out`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
 from rl_runner.diagnostics import NUMBER
 from rl_runner.evaluation import first_crop_hits
-from rl_runner.pretrain import default_config, ground_example, resolve_model
+from rl_runner.pretrain import ExampleMaker, default_config, ground_example, resolve_model
+
+READING_KINDS = ("name", "glyph", "match")  # the pretraining kinds whose examples `reading_probe` scores
 
 
 def answered_box(text: str) -> list[float] | None:
@@ -84,6 +92,32 @@ def grounding_probe(model: str | Path, tasks: int = 200, batch_size: int = 8) ->
     return {"model": str(model), "tasks": tasks, **{key: value / tasks for key, value in counts.items()}}
 
 
+def reading_examples(tasks: int) -> dict[str, list[list[dict[str, Any]]]]:
+    """One pretraining example of each `READING_KINDS` kind per held-out task, by kind."""
+    config = default_config()
+    suite = make_suite(config.suite, size=tasks, seed=999, split="test", **config.suite_kwargs)
+    maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), np.random.default_rng(0))
+    return {kind: [maker.examples(task, {kind: 1})[0] for task in suite] for kind in READING_KINDS}
+
+
+def reading_rate(examples: Sequence[list[dict[str, Any]]], answers: Sequence[str]) -> float:
+    """The share of `answers` that are their example's expected text (surrounding whitespace aside)."""
+    expected = [example[-1]["content"][0]["text"].strip() for example in examples]
+    return sum(answer.strip() == want for answer, want in zip(answers, expected, strict=True)) / len(examples)
+
+
+def reading_probe(model: str | Path, tasks: int = 200, batch_size: int = 8) -> dict[str, float]:
+    """Greedy `reading_rate` of `model` on each kind of `reading_examples`."""
+    agent = VLMAgent(model, max_new_tokens=24, temperature=0.0, device="cpu")
+    rates = {}
+    for kind, examples in reading_examples(tasks).items():
+        answers = []
+        for start in tqdm(range(0, len(examples), batch_size), desc=f"reading ({kind})"):
+            answers += [turn.text for turn in agent.act_batch([e[:-1] for e in examples[start : start + batch_size]])]
+        rates[f"read_{kind}"] = reading_rate(examples, answers)
+    return rates
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help='a base folder, or "tiny" (the main job\'s base)')
@@ -94,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    summary = grounding_probe(resolve_model(args.model, args.cache_dir), args.tasks)
+    model = resolve_model(args.model, args.cache_dir)
+    summary = {**grounding_probe(model, args.tasks), **reading_probe(model, args.tasks)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

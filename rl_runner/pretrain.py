@@ -129,6 +129,13 @@ class PretrainConfig:
     threads: int = 0
     data_workers: int = 1  # processes that draw and encode examples (0: in the training process)
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kind_counts) - set(KINDS))
+        if unknown or any(not isinstance(n, int) or n < 0 for n in self.kind_counts.values()):
+            raise ValueError(f"kind_counts takes counts >= 0 of {KINDS}, got {self.kind_counts}")
+        if self.look_prompt not in LOOK_PROMPTS:
+            raise ValueError(f"look_prompt must be one of {LOOK_PROMPTS}, got {self.look_prompt!r}")
+
 
 class PointerMasks(NamedTuple):
     """[B, L] bool masks of a batch for `rl_runner.pointer`: where a coordinate digit is predicted, where the tag is."""
@@ -178,8 +185,6 @@ class ExampleMaker:
     """Single-turn examples of one task, with the views the env shows for it."""
 
     def __init__(self, env: PixelVQAEnv, rng: np.random.Generator, look_prompt: str = "env") -> None:
-        if look_prompt not in LOOK_PROMPTS:
-            raise ValueError(f"look_prompt must be one of {LOOK_PROMPTS}, got {look_prompt!r}")
         self.env, self.rng, self.look_prompt = env, rng, look_prompt
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
@@ -517,6 +522,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the image tokens' position loss during the chats (0: none)")
     parser.add_argument("--pointer-weight", type=float, default=defaults.pointer_weight,
                         help="weight of the loss that points one decoder head at the named tag (0: none)")
+    parser.add_argument("--kind-counts", type=json.loads, default=defaults.kind_counts, metavar="JSON",
+                        help=f"examples of each kind per drawn image, e.g. '{json.dumps(defaults.kind_counts)}'")
     parser.add_argument("--look-prompt", choices=LOOK_PROMPTS, default=defaults.look_prompt,
                         help="a look example's prompt: the env's whole first observation, or a short one")
     parser.add_argument("--train-tower", dest="freeze_tower", action="store_false",
@@ -534,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     config = default_config(out=args.out, init=args.init, steps=args.steps, vision_steps=args.vision_steps,
                             colour_warmup=args.colour_warmup, position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
-                            look_prompt=args.look_prompt,
+                            look_prompt=args.look_prompt, kind_counts=args.kind_counts,
                             shift_ramp=tuple(args.shift_ramp) if args.shift_ramp else None,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                             blind=args.blind, log_every=args.log_every, device=args.device)

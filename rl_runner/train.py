@@ -343,6 +343,7 @@ class Trainer:
         summary = {**summarize(stats), **looking_metrics(stats, episodes)}
         if keep_in is not None:
             keep_episodes(keep_in, stats, episodes, shape_rewards(stats.episodes, self.config), self.config.suite)
+        del envs, episodes  # their images: the tool-disabled pass below builds envs of its own
         with tqdm(total=len(tasks), desc="eval (tool disabled)", leave=False) as bar:
             no_tool = run_episodes(ToolsDisabled(agent), [make_env(self.config, self.eval_tasks) for _ in tasks],
                                    tasks, ids, seed=0, on_turn=finished_episodes(bar))

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.grounding import answered_box, grounding_cases, main, score_box
+from benchmarks.grounding import (
+    READING_KINDS,
+    answered_box,
+    grounding_cases,
+    main,
+    reading_examples,
+    reading_rate,
+    score_box,
+)
 
 
 def test_answered_box_reads_the_first_four_numbers() -> None:
@@ -25,6 +33,19 @@ def test_the_probe_scores_a_real_base(tiny_model_path: Path, tmp_path: Path, cap
     assert summary["tasks"] == 6
     assert 0 <= summary["exact"] <= summary["within_one"] <= 1 - summary["unparsed"]
     assert 0 <= summary["crop_hits"] <= 1 - summary["unparsed"]
+    assert all(0 <= summary[f"read_{kind}"] <= 1 for kind in READING_KINDS)
+
+
+def test_reading_is_scored_on_the_pretrainings_own_examples() -> None:
+    """The examples' own answers score 1.0, a constant answer at most the share of examples it happens to fit."""
+    by_kind = reading_examples(tasks=4)
+    assert set(by_kind) == set(READING_KINDS) and all(len(examples) == 4 for examples in by_kind.values())
+    for examples in by_kind.values():
+        answers = [example[-1]["content"][0]["text"] for example in examples]
+        assert reading_rate(examples, [f" {answer}\n" for answer in answers]) == 1.0
+        assert reading_rate(examples, ["?"] * 4) == 0.0
+    assert all(example[1]["content"][0]["type"] == "image" for example in by_kind["name"])
+    assert all([part["type"] for part in example[1]["content"]] == ["text"] for example in by_kind["match"])
 
 
 def test_scores_of_the_traces_box_a_neighbour_and_a_far_box() -> None:

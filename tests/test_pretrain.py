@@ -25,6 +25,7 @@ from rl_runner.pretrain import (
     MAIN_JOB_STEPS,
     MAIN_JOB_VISION_STEPS,
     OTHER_GLYPHS,
+    PRETRAIN_SYSTEM,
     ExampleMaker,
     PretrainConfig,
     ensure_pretrained_base,
@@ -95,6 +96,13 @@ def test_split_losses_sum_to_the_masked_total() -> None:
     assert parts["coordinate"] == (float(text.index("3") + 1), 1)
     assert parts["answer"] == (float(text.index("A") + 1), 1)
     assert sum(total for total, _ in parts.values()) == pytest.approx(sum(range(1, len(text) + 1)))
+
+
+def test_a_short_look_prompt_is_the_question_alone() -> None:
+    suite = make_suite("fine_detail", size=1, seed=5, split="train", **SMALL_SUITE)
+    (look,) = ExampleMaker(PixelVQAEnv(tasks=suite), np.random.default_rng(0), "short").examples(suite[0], {"look": 1})
+    assert look[0]["content"][0]["text"] == PRETRAIN_SYSTEM and look[1]["content"][1]["text"] == suite[0].prompt_text()
+    assert "<tool_call>" in look[2]["content"][0]["text"] and pointed_box(look) is not None
 
 
 def test_examples_are_what_the_env_shows() -> None:
@@ -219,15 +227,27 @@ def test_tiny_is_one_base_for_every_seed(tmp_path: Path) -> None:
         assert resolve_model("tiny", tmp_path, seed=3) == resolve_model("tiny", tmp_path, seed=0) == slot
 
 
-def test_the_readme_pretraining_command_runs(tmp_path: Path) -> None:
-    """The README's `python -m rl_runner.pretrain ...` verbatim, at a two-step budget and into a temporary folder."""
+def test_the_readme_pretraining_commands_run(tmp_path: Path) -> None:
+    """The README's `python -m rl_runner.pretrain ...` lines verbatim and in order (a later one may `--init` from an
+    earlier one's `--out`), at a two-step budget and into a temporary folder."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (line,) = [line for line in readme.splitlines() if line.startswith("python -m rl_runner.pretrain ")]
-    argv = shlex.split(line)[3:]
-    argv[argv.index("--out") + 1] = str(tmp_path / "base")
-    main([*argv, "--steps", "2", "--vision-steps", "2", "--batch-size", "2"])
-    assert (tmp_path / "base" / "model.safetensors").is_file()
-    assert len((tmp_path / "base" / "pretrain_log.jsonl").read_text().splitlines()) == 1
+    lines = [line for line in readme.splitlines() if line.startswith("python -m rl_runner.pretrain ")]
+    assert lines
+    built: dict[str, str] = {}
+    for line in lines:
+        argv = shlex.split(line)[3:]
+        out = argv[argv.index("--out") + 1]
+        argv[argv.index("--out") + 1] = built[out] = str(tmp_path / Path(out).name)
+        if "--init" in argv:
+            argv[argv.index("--init") + 1] = built[argv[argv.index("--init") + 1]]
+        for flag in ("--steps", "--vision-steps"):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = str(min(int(argv[argv.index(flag) + 1]), 2))
+            else:
+                argv += [flag, "2"]
+        main([*argv, "--batch-size", "2"])
+        assert (Path(built[out]) / "model.safetensors").is_file()
+        assert len((Path(built[out]) / "pretrain_log.jsonl").read_text().splitlines()) == 1
 
 
 def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
@@ -235,12 +255,21 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
-          "--no-colour-warmup", "--position-weight", "0", "--pointer-weight", "0", "--shift-ramp", "0", "1"])
+          "--no-colour-warmup", "--position-weight", "0", "--pointer-weight", "0", "--shift-ramp", "0", "1",
+          "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short"])
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["colour_warmup"] is False and config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
+    assert config["kind_counts"] == {"ground": 1, "match": 2} and config["look_prompt"] == "short"
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
     assert "loss_colour" not in vision and "loss_position" not in chats and "loss_pointer" not in chats
+
+
+@pytest.mark.parametrize("bad", [{"kind_counts": {"grond": 1}}, {"kind_counts": {"ground": -1}},
+                                 {"look_prompt": "long"}])
+def test_a_bad_pretraining_config_is_refused_up_front(bad: dict) -> None:
+    with pytest.raises(ValueError, match="kind_counts|look_prompt"):
+        PretrainConfig(**bad)
 
 
 def test_the_chats_leave_a_warmed_up_tower_as_it_is(tmp_path: Path) -> None:

@@ -187,6 +187,20 @@ def test_batched_greedy_turns_equal_single_turns(trained_agent: VLMAgent) -> Non
         np.testing.assert_allclose(alone.response_logprobs, turn.response_logprobs, atol=1e-4)
 
 
+def test_a_batch_larger_than_the_generation_batch_is_split_and_kept_in_order(trained_agent: VLMAgent) -> None:
+    """Greedy turns of a batch played in `generate` calls of one conversation each equal the one-call batch."""
+    whole = trained_agent.act_batch(observations())
+    trained_agent.generation_batch_size = 1
+    try:
+        split = trained_agent.act_batch(observations())
+    finally:
+        trained_agent.generation_batch_size = 32
+    assert len(split) == len(whole) > 1
+    assert [turn.response_ids for turn in split] == [turn.response_ids for turn in whole]
+    with pytest.raises(ValueError, match="generation_batch_size"):
+        VLMAgent(trained_agent.model, trained_agent.processor, generation_batch_size=0)
+
+
 def video_observation(budgets: str = "compact") -> dict:
     """A real env observation of a video question: 16 frames of 224x112, each fitted into 4..16 x 28^2 px.
 
