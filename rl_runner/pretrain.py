@@ -66,6 +66,7 @@ from rl_runner.pointer import (
     captured_attention_inputs,
     centre_tenths,
     head_attention,
+    option_pointer,
     pointed_box,
     pointer_loss,
     query_positions,
@@ -113,6 +114,8 @@ class PretrainConfig:
     pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
     pointer_layer: int = 2  # the decoder layer of that head (it reads the states the position loss trains)
     pointer_head: int = 0
+    option_pointer: bool = False  # the pointer loss also points a text-only answer's letter at its option's "(X"
+    # (tried: 250 steps from the committed base with 3 match examples per image left the match step at chance)
     look_prompt: str = "env"  # a `look` example's prompt: "env", the env's whole first observation (its system
     # prompt with the tool schemas, the question and the guidelines), as the SFT traces and RL rollouts show it;
     # "short": `PRETRAIN_SYSTEM` and the question (a base built so begins the SFT at coordinate loss 7.7)
@@ -143,6 +146,8 @@ class PointerMasks(NamedTuple):
     queries: torch.Tensor
     targets: torch.Tensor
     tenths: torch.Tensor  # [B, 2]: the x and y tenth of the pointed tag's centre (-1: none)
+    option_queries: torch.Tensor  # where a text-only answer's option letter is predicted (`pointer.option_pointer`)
+    option_targets: torch.Tensor  # the prompt's token that names that option
 
 
 def chat(image: np.ndarray | None, question: str, answer: str,
@@ -363,12 +368,14 @@ class EncodedBatches(torch.utils.data.IterableDataset):
 
     def _pointer_masks(self, chats: Sequence[list[dict[str, Any]]], encoded: Sequence[Any],
                        kinds: torch.Tensor) -> PointerMasks:
-        """Per row, left-padded like the batch: the query positions and target image tokens of `rl_runner.pointer`."""
+        """Per row, left-padded like the batch: the query positions and targets of `rl_runner.pointer` (image tokens
+        of the tag a box names; for a text-only option answer, the option's letter)."""
         tokenizer = self.processor.tokenizer
         image_token = tokenizer.convert_tokens_to_ids(self.processor.image_token)
         merge = self.processor.image_processor.merge_size
         width = kinds.shape[-1]
         targets = torch.zeros(kinds.shape, dtype=torch.bool)
+        option_queries, option_targets = torch.zeros_like(targets), torch.zeros_like(targets)
         tenths = torch.full((len(chats), 2), -1, dtype=torch.long)
         for row, (messages, conversation) in enumerate(zip(chats, encoded)):
             ids, box = conversation.inputs["input_ids"][0], pointed_box(messages)
@@ -376,7 +383,11 @@ class EncodedBatches(torch.utils.data.IterableDataset):
             if row_targets.any():
                 targets[row, width - len(ids) :] = row_targets
                 tenths[row] = torch.tensor(centre_tenths(box))
-        return PointerMasks(query_positions(kinds) & targets.any(dim=1, keepdim=True), targets, tenths)
+            elif self.config.option_pointer:
+                span = slice(row, row + 1), slice(width - len(ids), width)
+                option_queries[span], option_targets[span] = option_pointer(tokenizer, ids, kinds[span][0])
+        return PointerMasks(query_positions(kinds) & targets.any(dim=1, keepdim=True), targets, tenths,
+                            option_queries, option_targets)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -426,10 +437,11 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                                output_hidden_states=bool(config.position_weight or config.pointer_weight))
             logprobs = token_logprobs(output.logits, inputs["input_ids"])
             loss = masked_mean_nll(logprobs, mask)
-            if config.pointer_weight and bool(pointers.queries.any()):
+            if config.pointer_weight and bool((pointers.queries | pointers.option_queries).any()):
                 weights = head_attention(pointer_attention, captured, config.pointer_head, inputs["attention_mask"])
                 queries = pointers.queries.to(device)
-                pointing = pointer_loss(weights, queries, pointers.targets.to(device))
+                pointing = pointer_loss(weights, (pointers.queries | pointers.option_queries).to(device),
+                                        (pointers.targets | pointers.option_targets).to(device))
                 carried = answer_position_loss(positions, output.hidden_states[config.pointer_layer + 1], queries,
                                                pointers.tenths.to(device))
                 window.add({"pointer": (float(pointing.detach()), 1), "answer_position": (float(carried.detach()), 1)})
@@ -526,6 +538,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"examples of each kind per drawn image, e.g. '{json.dumps(defaults.kind_counts)}'")
     parser.add_argument("--look-prompt", choices=LOOK_PROMPTS, default=defaults.look_prompt,
                         help="a look example's prompt: the env's whole first observation, or a short one")
+    parser.add_argument("--option-pointer", action="store_true",
+                        help="also point a text-only answer's option letter at the option it names")
     parser.add_argument("--train-tower", dest="freeze_tower", action="store_false",
                         help="let the chats train the vision tower after its warm-up too")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -542,6 +556,7 @@ def main(argv: list[str] | None = None) -> None:
                             colour_warmup=args.colour_warmup, position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
                             look_prompt=args.look_prompt, kind_counts=args.kind_counts,
+                            option_pointer=args.option_pointer,
                             shift_ramp=tuple(args.shift_ramp) if args.shift_ramp else None,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
                             blind=args.blind, log_every=args.log_every, device=args.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from rl_runner.pointer import (
     captured_attention_inputs,
     centre_tenths,
     head_attention,
+    option_pointer,
     pointed_box,
     pointer_loss,
     query_positions,
@@ -55,6 +57,27 @@ def test_queries_are_the_positions_before_each_informative_digit(tiny_model_path
     assert not query_positions(untrained).any()  # untrained tokens ask nothing
 
 
+def test_an_option_answer_points_at_its_options_letter(tiny_model_path: Path) -> None:
+    """"... \\boxed{C}" after options (A)-(D): the query predicts the "{C" token, the target is the prompt's "(C"
+    (the last one before the answer); an answer that is not one letter, or untrained, points at nothing."""
+    tokenizer = load_processor(tiny_model_path).tokenizer
+    prompt = "Options:\n(A) L\n(B) 3\n(C) 0\n(D) U\nThe tag shows 0."
+
+    def pointed(answer: str, trained: bool = True) -> tuple[list[str], list[str]]:
+        ids = torch.tensor(tokenizer(prompt + answer, add_special_tokens=False)["input_ids"])
+        mask = torch.zeros(len(ids), dtype=torch.bool)
+        mask[len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) :] = trained
+        queries, targets = option_pointer(tokenizer, ids, kind_indices(tokenizer, ids[None], mask[None])[0])
+        return ([tokenizer.decode([int(ids[p + 1])]) for p in queries.nonzero().reshape(-1)],
+                [tokenizer.decode([int(ids[p])]) for p in targets.nonzero().reshape(-1)])
+
+    predicted, named = pointed("The answer is \\boxed{C}.")
+    assert "".join(predicted).strip("{") == "C" and [n.strip() for n in named] == ["(C"]
+    assert pointed("The answer is \\boxed{7}.") == ([], [])  # a count, not an option
+    assert pointed("The answer is \\boxed{C}.", trained=False) == ([], [])
+    assert pointed("[0.3, 0.6, 0.4, 0.7]") == ([], [])
+
+
 def test_loss_is_the_log_of_the_mass_off_the_targets() -> None:
     weights = torch.full((1, 3, 4), 0.25)
     queries = torch.tensor([[False, False, True]])
@@ -85,14 +108,19 @@ def test_head_attention_is_the_models_own_attention(tiny_model_path: Path) -> No
 
 def test_pretraining_batches_point_at_the_asked_tag(tiny_model_path: Path) -> None:
     processor = load_processor(tiny_model_path)
-    config = default_config(batch_size=8, data_workers=0, kind_counts={"ground": 1, "match": 1})
+    config = default_config(batch_size=8, data_workers=0, kind_counts={"ground": 1, "match": 1}, option_pointer=True)
     batches = iter(EncodedBatches(config, processor))
     inputs, _, _, pointers = next(batches)
+    _, _, _, by_default = next(iter(EncodedBatches(dataclasses.replace(config, option_pointer=False), processor)))
+    assert not by_default.option_queries.any() and not by_default.option_targets.any()
     image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     has_image = (inputs["input_ids"] == image_id).any(dim=1)
     assert has_image.any() and (~has_image).any()
     assert torch.equal(pointers.targets.any(dim=1), has_image)  # every ground chat points, text-only ones do not
     assert torch.equal(pointers.queries.sum(dim=1), 2 * has_image.long())  # at x1 and y1
+    # the text-only match chats point their letter at the option: one query and one target each
+    assert torch.equal(pointers.option_queries.sum(dim=1), (~has_image).long())
+    assert torch.equal(pointers.option_targets.sum(dim=1), (~has_image).long())
     assert not (pointers.targets & (inputs["input_ids"] != image_id)).any()
 
 

@@ -256,10 +256,11 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
           "--no-colour-warmup", "--position-weight", "0", "--pointer-weight", "0", "--shift-ramp", "0", "1",
-          "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short"])
+          "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short", "--option-pointer"])
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["colour_warmup"] is False and config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     assert config["kind_counts"] == {"ground": 1, "match": 2} and config["look_prompt"] == "short"
+    assert config["option_pointer"] is True
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
     assert "loss_colour" not in vision and "loss_position" not in chats and "loss_pointer" not in chats
