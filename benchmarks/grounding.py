@@ -36,6 +36,7 @@ from rl_runner.diagnostics import NUMBER
 from rl_runner.evaluation import first_crop_hits
 from rl_runner.pretrain import ExampleMaker, default_config, ground_example, resolve_model
 
+HELD_OUT_SEED = 999  # the suite seed of the held-out tasks both probes ask about
 READING_KINDS = ("name", "glyph", "match")  # the pretraining kinds whose examples `reading_probe` scores
 
 
@@ -54,11 +55,21 @@ class GroundingCase:
     task: Task
 
 
-def grounding_cases(tasks: int, seed: int = 999) -> tuple[PixelVQAEnv, list[GroundingCase]]:
-    """The env of the main job's held-out tasks and the ground question about each one's target tag."""
+def held_out_env(tasks: int, seed: int = HELD_OUT_SEED) -> tuple[list[Task], PixelVQAEnv]:
+    """`tasks` held-out tasks of the pretraining's suite and the env that serves them at its budgets."""
     config = default_config()
     suite = make_suite(config.suite, size=tasks, seed=seed, split="test", **config.suite_kwargs)
-    env = PixelVQAEnv(tasks=suite, budgets=config.budgets)
+    return suite, PixelVQAEnv(tasks=suite, budgets=config.budgets)
+
+
+def probe_agent(model: str | Path) -> VLMAgent:
+    """The greedy short-answer agent both probes ask."""
+    return VLMAgent(model, max_new_tokens=24, temperature=0.0, device="cpu")
+
+
+def grounding_cases(tasks: int, seed: int = HELD_OUT_SEED) -> tuple[PixelVQAEnv, list[GroundingCase]]:
+    """The env of the main job's held-out tasks and the ground question about each one's target tag."""
+    suite, env = held_out_env(tasks, seed)
     cases = []
     for task in suite:
         obs, _ = env.reset(options={"task": task})
@@ -77,10 +88,9 @@ def score_box(env: PixelVQAEnv, case: GroundingCase, box: Sequence[float]) -> di
             "crop_hits": first_crop_hits(env.unwrapped._require_episode())}
 
 
-def grounding_probe(model: str | Path, tasks: int = 200, batch_size: int = 8) -> dict[str, Any]:
-    """Exact / within-one / crop-hit rates of `model`'s greedy grounding on `tasks` held-out tasks."""
+def grounding_probe(agent: VLMAgent, tasks: int = 200, batch_size: int = 8) -> dict[str, Any]:
+    """Exact / within-one / crop-hit rates of `agent`'s greedy grounding on `tasks` held-out tasks."""
     env, cases = grounding_cases(tasks)
-    agent = VLMAgent(model, max_new_tokens=24, temperature=0.0, device="cpu")
     counts = dict.fromkeys(("exact", "within_one", "crop_hits", "unparsed"), 0)
     for start in tqdm(range(0, tasks, batch_size), desc="grounding"):
         batch = cases[start : start + batch_size]
@@ -89,14 +99,13 @@ def grounding_probe(model: str | Path, tasks: int = 200, batch_size: int = 8) ->
             scores = {"unparsed": True} if box is None else score_box(env, case, box)
             for key, hit in scores.items():
                 counts[key] += hit
-    return {"model": str(model), "tasks": tasks, **{key: value / tasks for key, value in counts.items()}}
+    return {"tasks": tasks, **{key: value / tasks for key, value in counts.items()}}
 
 
 def reading_examples(tasks: int) -> dict[str, list[list[dict[str, Any]]]]:
     """One pretraining example of each `READING_KINDS` kind per held-out task, by kind."""
-    config = default_config()
-    suite = make_suite(config.suite, size=tasks, seed=999, split="test", **config.suite_kwargs)
-    maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), np.random.default_rng(0))
+    suite, env = held_out_env(tasks)
+    maker = ExampleMaker(env, np.random.default_rng(0))
     return {kind: [maker.examples(task, {kind: 1})[0] for task in suite] for kind in READING_KINDS}
 
 
@@ -106,9 +115,8 @@ def reading_rate(examples: Sequence[list[dict[str, Any]]], answers: Sequence[str
     return sum(answer.strip() == want for answer, want in zip(answers, expected, strict=True)) / len(examples)
 
 
-def reading_probe(model: str | Path, tasks: int = 200, batch_size: int = 8) -> dict[str, float]:
-    """Greedy `reading_rate` of `model` on each kind of `reading_examples`."""
-    agent = VLMAgent(model, max_new_tokens=24, temperature=0.0, device="cpu")
+def reading_probe(agent: VLMAgent, tasks: int = 200, batch_size: int = 8) -> dict[str, float]:
+    """Greedy `reading_rate` of `agent` on each kind of `reading_examples`."""
     rates = {}
     for kind, examples in reading_examples(tasks).items():
         answers = []
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = resolve_model(args.model, args.cache_dir)
-    summary = {**grounding_probe(model, args.tasks), **reading_probe(model, args.tasks)}
+    agent = probe_agent(model)
+    summary = {"model": str(model), **grounding_probe(agent, args.tasks), **reading_probe(agent, args.tasks)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

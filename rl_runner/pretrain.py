@@ -149,6 +149,10 @@ class PointerMasks(NamedTuple):
     option_queries: torch.Tensor  # where a text-only answer's option letter is predicted (`pointer.option_pointer`)
     option_targets: torch.Tensor  # the prompt's token that names that option
 
+    def pointing(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The queries and targets of the pointer loss: the tags' and the options' together."""
+        return self.queries | self.option_queries, self.targets | self.option_targets
+
 
 def chat(image: np.ndarray | None, question: str, answer: str,
          pointed: Sequence[float] | None = None) -> list[dict[str, Any]]:
@@ -189,7 +193,8 @@ def tag_region(tag: dict[str, Any], size: tuple[int, int]) -> tuple[float, float
 class ExampleMaker:
     """Single-turn examples of one task, with the views the env shows for it."""
 
-    def __init__(self, env: PixelVQAEnv, rng: np.random.Generator, look_prompt: str = "env") -> None:
+    def __init__(self, env: PixelVQAEnv, rng: np.random.Generator,
+                 look_prompt: str = PretrainConfig.look_prompt) -> None:
         self.env, self.rng, self.look_prompt = env, rng, look_prompt
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
@@ -437,13 +442,12 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
                                output_hidden_states=bool(config.position_weight or config.pointer_weight))
             logprobs = token_logprobs(output.logits, inputs["input_ids"])
             loss = masked_mean_nll(logprobs, mask)
-            if config.pointer_weight and bool((pointers.queries | pointers.option_queries).any()):
+            pointing_queries, pointing_targets = pointers.pointing()
+            if config.pointer_weight and bool(pointing_queries.any()):
                 weights = head_attention(pointer_attention, captured, config.pointer_head, inputs["attention_mask"])
-                queries = pointers.queries.to(device)
-                pointing = pointer_loss(weights, (pointers.queries | pointers.option_queries).to(device),
-                                        (pointers.targets | pointers.option_targets).to(device))
-                carried = answer_position_loss(positions, output.hidden_states[config.pointer_layer + 1], queries,
-                                               pointers.tenths.to(device))
+                pointing = pointer_loss(weights, pointing_queries.to(device), pointing_targets.to(device))
+                carried = answer_position_loss(positions, output.hidden_states[config.pointer_layer + 1],
+                                               pointers.queries.to(device), pointers.tenths.to(device))
                 window.add({"pointer": (float(pointing.detach()), 1), "answer_position": (float(carried.detach()), 1)})
                 loss = loss + config.pointer_weight * (pointing + carried)
             if config.position_weight and "image_grid_thw" in inputs:

@@ -190,11 +190,11 @@ def test_batched_greedy_turns_equal_single_turns(trained_agent: VLMAgent) -> Non
 def test_a_batch_larger_than_the_generation_batch_is_split_and_kept_in_order(trained_agent: VLMAgent) -> None:
     """Greedy turns of a batch played in `generate` calls of one conversation each equal the one-call batch."""
     whole = trained_agent.act_batch(observations())
-    trained_agent.generation_batch_size = 1
+    shared, trained_agent.generation_batch_size = trained_agent.generation_batch_size, 1
     try:
         split = trained_agent.act_batch(observations())
     finally:
-        trained_agent.generation_batch_size = 32
+        trained_agent.generation_batch_size = shared
     assert len(split) == len(whole) > 1
     assert [turn.response_ids for turn in split] == [turn.response_ids for turn in whole]
     with pytest.raises(ValueError, match="generation_batch_size"):
