@@ -19,6 +19,7 @@ GRAY = 128
 TOKEN_KINDS = ("template", "coordinate", "answer")
 _BOX = re.compile(r"\[\s*-?\d[\d.,\s-]*\]")  # a box written as [x1, y1, x2, y2]
 NUMBER = re.compile(r"\d+(?:\.\d+)?")  # a decimal number as a box writes it
+LAST_CELL_END = "0.99"  # where the last cell of any precision ends (`agents.scripted.NORMALIZED_TOP`)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
@@ -41,15 +42,18 @@ def char_kinds(text: str) -> list[str]:
 
 def _informative_numbers(numbers: list[re.Match[str]]) -> list[re.Match[str]]:
     """The numbers of a box that carry information: all four, or x1 and y1 of a box one unit of its last decimal
-    wide and high (`agents.scripted.zoom_box`'s cell of a small target: x2 = x1 + unit, y2 = y1 + unit)."""
+    wide and high (`agents.scripted.zoom_box`'s cell of a small target: x2 = x1 + unit, y2 = y1 + unit, or just
+    under 1 for the last cell)."""
     if len(numbers) != 4:
         return numbers
     x1, y1, x2, y2 = (float(n.group()) for n in numbers)
-    decimals = max(len(n.group().partition(".")[2]) for n in numbers)
-    unit = 10.0**-decimals
-    if math.isclose(x2 - x1, unit, abs_tol=unit / 100) and math.isclose(y2 - y1, unit, abs_tol=unit / 100):
-        return numbers[:2]
-    return numbers
+    ends = [n.group() for n in numbers if n.group() != LAST_CELL_END] or [n.group() for n in numbers]
+    unit = 10.0 ** -max(len(text.partition(".")[2]) for text in ends)
+
+    def one_unit(low: float, high: float) -> bool:  # the last cell ends below 1 (normalized boxes stay under 1)
+        return math.isclose(high - low, unit, abs_tol=unit / 100) or (math.isclose(low, 1 - unit) and high < 1)
+
+    return numbers[:2] if one_unit(x1, x2) and one_unit(y1, y2) else numbers
 
 
 def token_kinds(tokenizer, token_ids: Sequence[int]) -> list[str]:

@@ -15,18 +15,18 @@ A second term (`answer_position_loss`) asks the position head of `rl_runner.toke
 after that layer at the same positions, for the tenth of the image that the tag's centre lies in: the digits the
 box starts with. Together the two supervise the whole hop: look up the named tag, carry its position out.
 
-The same lookup serves a multiple-choice answer (`option_pointer`): where a text-only answer's letter X is
-predicted, the head should attend to the prompt's "(X" token, the option whose text the chat has just named.
-Without it, 4,800 such examples left the letter at chance (loss ln 4): the byte-level tokenizer writes the
-option as "(X" and the answer as "{X", an induction copy this decoder did not find. With it (250 steps) the
-letter stayed at chance too, so `PretrainConfig.option_pointer` is off by default.
+A multiple-choice answer is a lookup too (`option_hops`): from what the turn says it saw to the option that
+says the same, to that option's letter. Without supervision, 4,800 text-only examples left the letter at chance
+(loss ln 4): the byte-level tokenizer writes the option as "(X" and the answer as "{X", an induction copy this
+decoder did not find; pointing the letter straight at "(X" (250 steps) left it at chance as well, since "(X"
+comes before the text it labels. `option_hops` supervises the three heads of the induction circuit instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from rl_runner.diagnostics import TOKEN_KINDS
 from rl_runner.token_positions import BUCKETS, PositionHead, tenths_loss
 
 POINTER_KEY = "pointer_box"
+LETTERS = 26  # the option letters a `letter_loss` head tells apart
 EPSILON = 1e-6
 
 
@@ -84,21 +85,73 @@ def query_positions(kinds: torch.Tensor) -> torch.Tensor:
     return queries
 
 
-def option_pointer(tokenizer: Any, input_ids: torch.Tensor, kinds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """([L] bool, [L] bool) of one row whose trained answer is an option letter X: the position that predicts the
-    answer token, and the prompt's "(X" token that names that option (the last one before the answer); both all
-    False for any other row. The letter of a multiple-choice answer is then a lookup, like a box's tag."""
-    queries, targets = torch.zeros(kinds.shape, dtype=torch.bool), torch.zeros(kinds.shape, dtype=torch.bool)
+# The heads of `option_hops`, (layer, head): the second key/value group of each layer (the tag pointer uses
+# head 0's group), one layer per hop so that each reads what the one before it wrote.
+OPTION_HOPS = {"option_label": (0, 3), "lookup": (1, 3), "carry": (2, 3)}
+
+
+class OptionHops(NamedTuple):
+    """One row's `option_hops`: per hop, ([L] bool queries, [L] bool targets); and per position, the index (0 for
+    A) of the letter a hop's query should hold after its layer (-1 elsewhere)."""
+
+    hops: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    letters: torch.Tensor
+
+
+def option_hops(tokenizer: Any, input_ids: torch.Tensor, kinds: torch.Tensor) -> OptionHops:
+    """The `OPTION_HOPS` of one row whose trained answer is an option letter X; all empty for any other row.
+    A multiple-choice answer is a lookup in three hops, each one head:
+
+    - `option_label`: at the first token of every option's text (the "L" of "(B) L"), attend to its "(B" token,
+      so the option's text carries its letter;
+    - `lookup`: at the answer's last mention of the chosen option's text before the letter (the "L" of "Now I
+      can see it clearly: L."), attend to that option's text in the prompt: a match of the token itself, whose
+      letter it copies;
+    - `carry`: where the letter is predicted, attend to that mention, which now holds the letter.
+
+    Pointing the letter straight at "(X" cannot work: under causal attention "(X" does not see the text after it
+    (4,800 such examples left the letter at chance, ln 4). Nor does the lookup learn from the letter's position
+    (300 steps: mass on the chosen option 0.25 of 4), which holds what was seen only through a head before it.
+    With the three heads in place the letter still stayed at chance (250 steps): what the heads move is not
+    supervised, so `letters` also names the letter each query should hold (`letter_loss`).
+    """
+    blank = torch.zeros(kinds.shape, dtype=torch.bool)
+    hops = {name: (blank.clone(), blank.clone()) for name in OPTION_HOPS}
+    letters = torch.full(kinds.shape, -1, dtype=torch.long)
     answer = (kinds == TOKEN_KINDS.index("answer")).nonzero().reshape(-1)
     if len(answer) == 0 or answer[0] == 0:
-        return queries, targets
-    letter = "".join(tokenizer.decode([int(input_ids[p])]) for p in answer).strip("{} ")
-    if len(letter) != 1 or not letter.isalpha():
-        return queries, targets
-    named = [p for p in range(int(answer[0])) if tokenizer.decode([int(input_ids[p])]).strip() == f"({letter}"]
-    if named:
-        queries[answer[0] - 1], targets[named[-1]] = True, True
-    return queries, targets
+        return OptionHops(hops, letters)
+    pieces = [tokenizer.decode([int(t)]) for t in input_ids[: int(answer[-1]) + 1]]
+    letter = "".join(pieces[p] for p in answer).strip("{} ")
+    options = {pieces[p].strip()[1:]: p for p in range(int(answer[0])) if _opens_option(pieces, p)}
+    if len(letter) != 1 or letter not in options:
+        return OptionHops(hops, letters)
+    texts = {name: position + (3 if pieces[position + 2] == " " else 2)  # "(X", ")", " ", text (or " text")
+             for name, position in options.items()}
+    for name, position in options.items():
+        hops["option_label"][0][texts[name]], hops["option_label"][1][position] = True, True
+        letters[texts[name]] = ord(name) - ord("A")
+    chosen = pieces[texts[letter]].strip()
+    trained_before = [p for p in range(int(answer[0])) if kinds[p] >= 0 and pieces[p].strip() == chosen]
+    if trained_before:
+        mention = trained_before[-1]
+        hops["lookup"][0][mention], hops["lookup"][1][texts[letter]] = True, True
+        hops["carry"][0][int(answer[0]) - 1], hops["carry"][1][mention] = True, True
+        letters[mention] = letters[int(answer[0]) - 1] = ord(letter) - ord("A")
+    return OptionHops(hops, letters)
+
+
+def letter_loss(head: nn.Module, hidden: torch.Tensor, queries: torch.Tensor, letters: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the option letters ([B, L], `OptionHops.letters`) that `head` reads from `hidden`
+    ([B, L, D], the states after a hop's layer) at the hop's query positions ([B, L] bool)."""
+    return nn.functional.cross_entropy(head(hidden[queries]), letters[queries].to(hidden.device))
+
+
+def _opens_option(pieces: Sequence[str], position: int) -> bool:
+    """Whether `pieces[position]` is the "(X" of an option line "(X) text"."""
+    opening = pieces[position].strip()
+    return (len(opening) == 2 and opening[0] == "(" and opening[1].isupper() and position + 3 < len(pieces)
+            and pieces[position + 1] == ")" and pieces[position + 2].startswith(" "))
 
 
 @contextmanager
@@ -117,16 +170,18 @@ def captured_attention_inputs(attention: nn.Module) -> Iterator[dict[str, Any]]:
         handle.remove()
 
 
-def head_attention(attention: nn.Module, captured: Mapping[str, Any], head: int,
-                   attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, L, L] attention weights of one head, recomputed from its captured inputs (causal, padding masked)."""
-    hidden = captured["hidden_states"]
+def head_attention(attention: nn.Module, captured: Mapping[str, Any], head: int, attention_mask: torch.Tensor,
+                   rows: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, L, L] attention weights of one head, recomputed from its captured inputs (causal, padding masked); of
+    the batch's `rows` only ([R, L, L]) when given."""
+    hidden, (cos, sin) = captured["hidden_states"], captured["position_embeddings"]
+    if rows is not None:  # position embeddings are [3 (t, h, w), B, L, D]
+        hidden, cos, sin, attention_mask = hidden[rows], cos[:, rows], sin[:, rows], attention_mask[rows]
     batch, length, _ = hidden.shape
     dim = attention.head_dim
     group = head // attention.num_key_value_groups
     query = attention.q_proj(hidden)[..., head * dim : (head + 1) * dim].reshape(batch, 1, length, dim)
     key = attention.k_proj(hidden)[..., group * dim : (group + 1) * dim].reshape(batch, 1, length, dim)
-    cos, sin = captured["position_embeddings"]
     sections = attention.config.rope_parameters["mrope_section"]
     query, key = apply_multimodal_rotary_pos_emb(query, key, cos, sin, sections)
     scores = (query @ key.transpose(-1, -2))[:, 0] * attention.scaling

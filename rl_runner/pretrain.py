@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
@@ -54,6 +55,7 @@ from agents.scripted import crop_call, target_region, zoom_box
 from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops.crop import resolve_box
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
 from rl_runner.algorithms import clipped_update, masked_mean_nll, token_logprobs, trained_parameters
@@ -61,12 +63,15 @@ from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import LossSplit, grayed, kind_indices, split_losses
 from rl_runner.plots import plot_pretraining
 from rl_runner.pointer import (
+    LETTERS,
+    OPTION_HOPS,
     POINTER_KEY,
     answer_position_loss,
     captured_attention_inputs,
     centre_tenths,
     head_attention,
-    option_pointer,
+    letter_loss,
+    option_hops,
     pointed_box,
     pointer_loss,
     query_positions,
@@ -74,7 +79,7 @@ from rl_runner.pointer import (
 )
 from rl_runner.token_positions import PositionHead, position_loss
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
-from rl_runner.vision_warmup import ColourView, TagWindow, colour_labels, warm_up_vision
+from rl_runner.vision_warmup import LabelledView, TagWindow, colour_labels, symbol_labels, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
 PRETRAIN_VERSION = "p5"
@@ -90,6 +95,7 @@ READ_SHIFT = 0.08  # how far a name crop's box may move from the look box (the c
 SHUFFLE = 128  # examples mixed before they are drawn, so a batch holds many tasks
 OTHER_GLYPHS = 4  # glyph windows of other tags per drawn image
 VISION_BATCH = 32  # tag windows per step of the vision warm-up
+SYMBOL_VIEWS = 4  # look crops around tags per drawn image in the warm-up's reading loss
 GLYPH_WINDOW = 56  # pixels of a glyph window's side (the processor's smallest image: 4 tokens)
 
 
@@ -109,13 +115,14 @@ class PretrainConfig:
     vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
+    read_warmup: bool = True  # the warm-up also teaches each look-crop token the symbol whose glyph centre it holds
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
     pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
     pointer_layer: int = 2  # the decoder layer of that head (it reads the states the position loss trains)
     pointer_head: int = 0
-    option_pointer: bool = False  # the pointer loss also points a text-only answer's letter at its option's "(X"
-    # (tried: 250 steps from the committed base with 3 match examples per image left the match step at chance)
+    option_pointer: bool = False  # the pointer loss also supervises the three heads of an option answer's lookup
+    # (`pointer.option_hops`)
     look_prompt: str = "env"  # a `look` example's prompt: "env", the env's whole first observation (its system
     # prompt with the tool schemas, the question and the guidelines), as the SFT traces and RL rollouts show it;
     # "short": `PRETRAIN_SYSTEM` and the question (a base built so begins the SFT at coordinate loss 7.7)
@@ -140,18 +147,24 @@ class PretrainConfig:
             raise ValueError(f"look_prompt must be one of {LOOK_PROMPTS}, got {self.look_prompt!r}")
 
 
+class AuxiliaryHeads(nn.Module):
+    """The linear heads of pretraining's auxiliary losses, dropped with the run: each image token's position (and a
+    pointed tag's, `rl_runner.token_positions`) and the option letter an answer's lookup carries."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.positions = PositionHead(width)
+        self.letters = nn.Linear(width, LETTERS)
+
+
 class PointerMasks(NamedTuple):
     """[B, L] bool masks of a batch for `rl_runner.pointer`: where a coordinate digit is predicted, where the tag is."""
 
     queries: torch.Tensor
     targets: torch.Tensor
     tenths: torch.Tensor  # [B, 2]: the x and y tenth of the pointed tag's centre (-1: none)
-    option_queries: torch.Tensor  # where a text-only answer's option letter is predicted (`pointer.option_pointer`)
-    option_targets: torch.Tensor  # the prompt's token that names that option
-
-    def pointing(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The queries and targets of the pointer loss: the tags' and the options' together."""
-        return self.queries | self.option_queries, self.targets | self.option_targets
+    hops: dict[str, tuple[torch.Tensor, torch.Tensor]]  # per `OPTION_HOPS` hop, its queries and targets
+    letters: torch.Tensor  # the option letter each hop's query should hold (`pointer.OptionHops`)
 
 
 def chat(image: np.ndarray | None, question: str, answer: str,
@@ -198,18 +211,19 @@ class ExampleMaker:
         self.env, self.rng, self.look_prompt = env, rng, look_prompt
 
     def examples(self, task: Task, counts: dict[str, int]) -> list[list[dict[str, Any]]]:
-        """`counts[kind]` examples of each kind, from one reset (one drawing of the image); a task whose target the
-        global view cannot locate gives `match` examples only."""
-        if not task.annotations.get("locatable", False):
-            counts = {"match": counts.get("match", 0)}
+        """`counts[kind]` examples of each kind, from one reset (one drawing of the image; none when only text-only
+        `match` examples are asked for); a task whose target the global view cannot locate gives `match` only."""
+        tag = task.annotations["tags"][task.annotations["targets"][0]]
+        made = [chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task))
+                for _ in range(counts.get("match", 0))]
+        if not task.annotations.get("locatable", False) or not any(counts.get(k, 0) for k in KINDS if k != "match"):
+            return made
         obs, _ = self.env.reset(options={"task": task})
         global_view = obs["images"][0]
         width, height = task.annotations["image_size"]
         target = target_region(task, (width, height))
         box = look_box(target)
-        tag = task.annotations["tags"][task.annotations["targets"][0]]
         colored = [t for t in task.annotations["tags"] if t["color"] != "gray"]
-        made: list[list[dict[str, Any]]] = []
         for kind in KINDS:
             for _ in range(counts.get(kind, 0)):
                 if kind == "ground":
@@ -217,14 +231,12 @@ class ExampleMaker:
                     made.append(ground_example(global_view, tag_asked, (width, height)))
                 elif kind == "look":
                     made.append(self._look_example(obs["messages"], global_view, task, target))
-                elif kind == "match":
-                    made.append(chat(None, f"{task.prompt_text()}\nThe tag shows {tag['symbol']}.", final_turn(task)))
                 elif kind == "glyph":
                     view = self._zoomed(box, shift=False)
                     made.append(chat(self._glyph_window(view, tag["box"]), "Which symbol is printed on the tag?",
                                      tag["symbol"]))
                     made.extend(self._other_glyphs(task, view.shape[1]))
-                else:
+                elif kind == "name":
                     made.append(chat(self._zoomed(box, shift=True),
                                      f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
         return made
@@ -242,10 +254,13 @@ class ExampleMaker:
 
     def _zoomed(self, box: np.ndarray, shift: bool) -> np.ndarray:
         """The view the env shows for a crop on `box` (shifted by up to `READ_SHIFT` along each axis)."""
-        if shift:
-            box = box + np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
+        box = self._shifted(box) if shift else box
         obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
         return obs["images"][-1]
+
+    def _shifted(self, box: np.ndarray) -> np.ndarray:
+        """`box` moved by up to `READ_SHIFT` along each axis."""
+        return box + np.tile(self.rng.uniform(-READ_SHIFT, READ_SHIFT, size=2), 2)
 
     def _glyph_window(self, view: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
         """A `GLYPH_WINDOW`-pixel square of `view`, the last crop as served, that holds the tag at a random place."""
@@ -284,12 +299,28 @@ class ExampleMaker:
             windows.append(TagWindow(np.asarray(window), tag["symbol"]))
         return windows
 
-    def colour_view(self, task: Task, token_side: int) -> ColourView:
+    def symbol_views(self, task: Task, token_side: int, count: int) -> list[LabelledView]:
+        """Look crops (the look box shifted by up to `READ_SHIFT`) around `count` of `task`'s tags, cut and served
+        as the env's zoom serves them, with the symbol whose glyph centre each `token_side`-pixel token holds."""
+        self.env.reset(options={"task": task})
+        episode, limits = self.env.unwrapped._require_episode(), self.env.unwrapped.limits
+        original, from_source = episode.views[0], limits.crop_from == "source"
+        size = original.frame_size if from_source else original.image.size
+        tags = task.annotations["tags"]
+        views = []
+        for index in self.rng.permutation(len(tags))[:count]:
+            box = self._shifted(look_box(tag_region(tags[index], task.annotations["image_size"])))
+            view = episode.crop_view(original, resolve_box(box, size, "normalized", limits.padding), from_source)
+            grid = (view.array.shape[0] // token_side, view.array.shape[1] // token_side)
+            views.append(LabelledView(view.array, symbol_labels(view.region, grid, tags)))
+        return views
+
+    def colour_view(self, task: Task, token_side: int) -> LabelledView:
         """`task`'s global view as served, with the named colour of each `token_side`-pixel image token."""
         obs, _ = self.env.reset(options={"task": task})
         view = obs["images"][0]
         grid = (view.shape[0] // token_side, view.shape[1] // token_side)
-        return ColourView(view, colour_labels(task.annotations["image_size"], grid, task.annotations["tags"]))
+        return LabelledView(view, colour_labels(task.annotations["image_size"], grid, task.annotations["tags"]))
 
     def all_tag_windows(self, task: Task, jitter: float = 1.0) -> list[TagWindow]:
         """Windows around every tag of `task`'s image, at the scale its look crop is served at."""
@@ -342,7 +373,13 @@ def window_stream(config: PretrainConfig, split: str = "train") -> Iterator[TagW
     return shuffled(made(), np.random.default_rng(config.seed + 1))
 
 
-def colour_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[ColourView]:
+def symbol_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[LabelledView]:
+    """Endless look crops around the tags of ever new images with their tokens' symbols, for the vision warm-up."""
+    made = (maker.symbol_views(task, token_side, SYMBOL_VIEWS) for maker, task in suite_chunks(config, split))
+    return shuffled(made, np.random.default_rng(config.seed + 3))
+
+
+def colour_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[LabelledView]:
     """Endless global views of ever new images with their tokens' named colours, for the vision warm-up."""
     return (maker.colour_view(task, token_side) for maker, task in suite_chunks(config, split))
 
@@ -374,13 +411,14 @@ class EncodedBatches(torch.utils.data.IterableDataset):
     def _pointer_masks(self, chats: Sequence[list[dict[str, Any]]], encoded: Sequence[Any],
                        kinds: torch.Tensor) -> PointerMasks:
         """Per row, left-padded like the batch: the query positions and targets of `rl_runner.pointer` (image tokens
-        of the tag a box names; for a text-only option answer, the option's letter)."""
+        of the tag a box names; with `option_pointer`, the hops of an option answer's lookup)."""
         tokenizer = self.processor.tokenizer
         image_token = tokenizer.convert_tokens_to_ids(self.processor.image_token)
         merge = self.processor.image_processor.merge_size
         width = kinds.shape[-1]
         targets = torch.zeros(kinds.shape, dtype=torch.bool)
-        option_queries, option_targets = torch.zeros_like(targets), torch.zeros_like(targets)
+        hops = {name: (torch.zeros_like(targets), torch.zeros_like(targets)) for name in OPTION_HOPS}
+        letters = torch.full(kinds.shape, -1, dtype=torch.long)
         tenths = torch.full((len(chats), 2), -1, dtype=torch.long)
         for row, (messages, conversation) in enumerate(zip(chats, encoded)):
             ids, box = conversation.inputs["input_ids"][0], pointed_box(messages)
@@ -388,11 +426,14 @@ class EncodedBatches(torch.utils.data.IterableDataset):
             if row_targets.any():
                 targets[row, width - len(ids) :] = row_targets
                 tenths[row] = torch.tensor(centre_tenths(box))
-            elif self.config.option_pointer:
-                span = slice(row, row + 1), slice(width - len(ids), width)
-                option_queries[span], option_targets[span] = option_pointer(tokenizer, ids, kinds[span][0])
-        return PointerMasks(query_positions(kinds) & targets.any(dim=1, keepdim=True), targets, tenths,
-                            option_queries, option_targets)
+            if self.config.option_pointer:
+                span = slice(width - len(ids), width)
+                row_hops = option_hops(tokenizer, ids, kinds[row, span])
+                for name, (queries, hop_targets) in row_hops.hops.items():
+                    hops[name][0][row, span], hops[name][1][row, span] = queries, hop_targets
+                letters[row, span] = row_hops.letters
+        return PointerMasks(query_positions(kinds) & targets.any(dim=1, keepdim=True), targets, tenths, hops,
+                            letters)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -408,11 +449,12 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     start = Path(config.init) if config.init else out
     if not config.init:
         build_tiny_model(out, seed=config.seed, shape=BASE_SHAPE)
+    out.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32).to(device)
     processor = load_processor(start)
     torch.manual_seed(config.seed)
-    positions = PositionHead(model.config.text_config.hidden_size).to(device)
+    heads = AuxiliaryHeads(model.config.text_config.hidden_size).to(device)
     batches = torch.utils.data.DataLoader(  # drawn and encoded in a worker process while the model trains
         EncodedBatches(config, processor), batch_size=None, num_workers=config.data_workers, prefetch_factor=4
         if config.data_workers else None,
@@ -421,38 +463,39 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     if config.vision_steps and not config.blind:  # gray windows have nothing to tell the tower
         token_side = processor.image_processor.patch_size * processor.image_processor.merge_size
         colours = colour_view_stream(config, token_side) if config.colour_warmup else None
+        crops = symbol_view_stream(config, token_side) if config.read_warmup else None
         vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, VISION_BATCH,
-                                    progress=progress, colour_views=colours)
+                                    progress=progress, colour_views=colours, symbol_views=crops)
         (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vision_log))
     warmed = bool(config.init) or bool(vision_log)
-    trained = [*trained_parameters(model, train_tower=not (config.freeze_tower and warmed)), *positions.parameters()]
+    trained = [*trained_parameters(model, train_tower=not (config.freeze_tower and warmed)), *heads.parameters()]
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, config.warmup, config.steps)
     )
     window, log, started = LossSplit(), [], time.time()
-    pointer_attention = model.model.language_model.layers[config.pointer_layer].self_attn
+    layers = model.model.language_model.layers
+    pointed_layers = sorted({config.pointer_layer, *(layer for layer, _ in OPTION_HOPS.values())}
+                            if config.pointer_weight else set())
     model.train()
     with tqdm(total=config.steps, desc="pretrain" + (" (blind)" if config.blind else ""), disable=not progress) as bar:
         for step, (inputs, mask, kinds, pointers) in zip(range(config.steps), batches):
             inputs, mask = {k: v.to(device) for k, v in inputs.items()}, mask.to(device)
-            capturing = captured_attention_inputs(pointer_attention) if config.pointer_weight else nullcontext({})
-            with capturing as captured:
+            with ExitStack() as stack:
+                captured = {layer: stack.enter_context(captured_attention_inputs(layers[layer].self_attn))
+                            for layer in pointed_layers}
                 output = model(**inputs, use_cache=False,
                                output_hidden_states=bool(config.position_weight or config.pointer_weight))
             logprobs = token_logprobs(output.logits, inputs["input_ids"])
             loss = masked_mean_nll(logprobs, mask)
-            pointing_queries, pointing_targets = pointers.pointing()
-            if config.pointer_weight and bool(pointing_queries.any()):
-                weights = head_attention(pointer_attention, captured, config.pointer_head, inputs["attention_mask"])
-                pointing = pointer_loss(weights, pointing_queries.to(device), pointing_targets.to(device))
-                carried = answer_position_loss(positions, output.hidden_states[config.pointer_layer + 1],
-                                               pointers.queries.to(device), pointers.tenths.to(device))
-                window.add({"pointer": (float(pointing.detach()), 1), "answer_position": (float(carried.detach()), 1)})
-                loss = loss + config.pointer_weight * (pointing + carried)
+            if config.pointer_weight:
+                parts = pointing_losses(model, config, captured, inputs["attention_mask"], pointers, heads,
+                                        output.hidden_states)
+                window.add({name: (float(part.detach()), 1) for name, part in parts.items()})
+                loss = loss + config.pointer_weight * sum(parts.values())
             if config.position_weight and "image_grid_thw" in inputs:
-                position = position_loss(positions, output.hidden_states[config.position_layer], inputs["input_ids"],
-                                         inputs["image_grid_thw"], model.config.image_token_id,
+                position = position_loss(heads.positions, output.hidden_states[config.position_layer],
+                                         inputs["input_ids"], inputs["image_grid_thw"], model.config.image_token_id,
                                          model.config.vision_config.spatial_merge_size)
                 window.add({"position": (float(position.detach()), 1)})
                 loss = loss + config.position_weight * position
@@ -474,6 +517,31 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     blind = [json.loads(line) for line in blind_log.read_text().splitlines()] if blind_log.is_file() else []
     plot_pretraining(log, blind, out / "pretrain_curve.png", vision_log)
     return log
+
+
+def pointing_losses(model: Any, config: PretrainConfig, captured: dict[int, dict[str, Any]],
+                    attention_mask: torch.Tensor, pointers: PointerMasks, heads: AuxiliaryHeads,
+                    hidden_states: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch's `rl_runner.pointer` losses: the tag pointer and its carried position where a box points at a
+    tag; each `OPTION_HOPS` hop and the letter its query holds where an option answer has one. From the captured
+    attention inputs per layer."""
+    device, layers = attention_mask.device, model.model.language_model.layers
+    losses: dict[str, torch.Tensor] = {}
+    pointed = [("pointer", config.pointer_layer, config.pointer_head, pointers.queries, pointers.targets)]
+    pointed += [(f"pointer_{name}", *OPTION_HOPS[name], *pointers.hops[name]) for name in OPTION_HOPS]
+    for name, layer, head, queries, targets in pointed:
+        rows = queries.any(dim=1).nonzero().reshape(-1)
+        if len(rows):
+            weights = head_attention(layers[layer].self_attn, captured[layer], head, attention_mask, rows.to(device))
+            losses[name] = pointer_loss(weights, queries[rows].to(device), targets[rows].to(device))
+    for name, (layer, _) in OPTION_HOPS.items():
+        queries = pointers.hops[name][0].to(device)
+        if bool(queries.any()):
+            losses[f"letter_{name}"] = letter_loss(heads.letters, hidden_states[layer + 1], queries, pointers.letters)
+    if bool(pointers.queries.any()):
+        losses["answer_position"] = answer_position_loss(heads.positions, hidden_states[config.pointer_layer + 1],
+                                                         pointers.queries.to(device), pointers.tenths.to(device))
+    return losses
 
 
 def save_base(model: Any, processor: Any, out: Path, log: list[dict[str, Any]], config: PretrainConfig) -> None:
@@ -531,6 +599,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
     parser.add_argument("--no-colour-warmup", dest="colour_warmup", action="store_false",
                         help="warm the tower up on tag windows only, not on the global views' named colours")
+    parser.add_argument("--no-read-warmup", dest="read_warmup", action="store_false",
+                        help="do not teach the tower each look-crop token's symbol in the warm-up")
     parser.add_argument("--shift-ramp", type=int, nargs=2, metavar=("START", "END"),
                         help="warm-up steps over which a window's tag moves from centred to anywhere (default: "
                         "always centred)")
@@ -557,7 +627,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
     config = default_config(out=args.out, init=args.init, steps=args.steps, vision_steps=args.vision_steps,
-                            colour_warmup=args.colour_warmup, position_weight=args.position_weight,
+                            colour_warmup=args.colour_warmup, read_warmup=args.read_warmup,
+                            position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
                             look_prompt=args.look_prompt, kind_counts=args.kind_counts,
                             option_pointer=args.option_pointer,

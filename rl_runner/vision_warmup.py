@@ -15,10 +15,17 @@ inside one image token, and from a random tower the decoder does not learn to fi
 of the p3 base: 2% exact, 10% within one tenth). With `colour_views`, each step also asks a per-token linear
 head which named colour's tag (or none) has its centre in each merged token of a global view, so every image
 token says plainly what it holds, as a detection-pretrained tower's would.
+
+Reading needs the same of crops: a centred-window warm-up teaches the tower glyphs at one place in a token (held
+out symbol loss 0.07), but a look crop puts its tag anywhere in the view, and there the committed p5 base read
+at chance (read_glyph 0.05). With `symbol_views`, each step also asks a per-token head which symbol (or none) has
+its glyph centre in each merged token of crops served as the env serves a look crop, so every token of a crop
+says what it reads, wherever the tag falls.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -33,13 +40,18 @@ from pixel_gym.suites.glyphs import SYMBOLS
 from rl_runner.token_positions import PositionHead, position_targets, tenths_loss
 
 SYMBOL_IDS = {symbol: i for i, symbol in enumerate(SYMBOLS)}
+SYMBOL_VIEW_IDS = {symbol: i + 1 for i, symbol in enumerate(SYMBOLS)}  # 0: no glyph centre in the token
 COLOUR_IDS = {colour: i + 1 for i, colour in enumerate(NAMED_COLORS)}  # 0: no named tag in the token
 
 
+IGNORED = -100  # a token label that no loss reads (a token that holds part of a glyph, not its centre)
+
+
 @dataclass(frozen=True)
-class ColourView:
-    """A global view as the env serves it and, per merged image token (rows x cols), the index in
-    `COLOUR_IDS` of the named colour whose tag centre lies in it (0: none)."""
+class LabelledView:
+    """A view as the env serves it and a label per merged image token (rows x cols): for a global view the index
+    in `COLOUR_IDS` of the named colour whose tag centre lies in it, for a crop the index in `SYMBOL_VIEW_IDS` of
+    the symbol whose glyph centre lies in it; 0: none, `IGNORED`: not scored."""
 
     pixels: np.ndarray
     labels: np.ndarray
@@ -75,6 +87,50 @@ def colour_labels(size: tuple[int, int], grid: tuple[int, int], tags: Sequence[d
     return labels
 
 
+def symbol_labels(region: Sequence[float], grid: tuple[int, int], tags: Sequence[dict]) -> np.ndarray:
+    """Per merged token of a `grid` (rows, cols) over a crop of the source `region` (x1, y1, x2, y2): the
+    `SYMBOL_VIEW_IDS` of the tag whose glyph centre it holds; `IGNORED` on the other tokens a tag's box covers
+    (part of a glyph may show there); else 0."""
+    labels = np.zeros(grid, dtype=np.int64)
+    x1, y1, x2, y2 = region
+    cells = np.array([(x2 - x1) / grid[1], (y2 - y1) / grid[0]])
+
+    def cell(x: float, y: float) -> np.ndarray:
+        return np.floor((np.array([x, y]) - (x1, y1)) / cells).astype(int)
+
+    inside = [t for t in tags if x1 <= t["glyph"][0] < x2 and y1 <= t["glyph"][1] < y2]
+    for tag in tags:
+        (c1, r1), (c2, r2) = cell(*tag["box"][:2]), cell(*tag["box"][2:])
+        labels[max(r1, 0) : max(r2 + 1, 0), max(c1, 0) : max(c2 + 1, 0)] = IGNORED
+    for tag in inside:
+        col, row = np.minimum(cell(*tag["glyph"][:2]), (grid[1] - 1, grid[0] - 1))
+        labels[row, col] = SYMBOL_VIEW_IDS[tag["symbol"]]
+    return labels
+
+
+def token_label_loss(head: nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token cross-entropy of `labels` ([N]; `IGNORED` skipped), tokens with a label > 0 and tokens without
+    weighted alike (a view has far more empty tokens than tags)."""
+    losses = nn.functional.cross_entropy(head(tokens), labels.clamp(min=0), reduction="none")
+    tagged, empty = labels > 0, labels == 0
+    return (losses[tagged].mean() + losses[empty].mean()) / 2 if tagged.any() else losses[empty].mean()
+
+
+def labelled_accuracy(head: nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of the tokens with a label > 0 whose most likely class under `head` is that label."""
+    tagged = labels > 0
+    return float((head(tokens[tagged]).argmax(-1) == labels[tagged]).float().mean()) if tagged.any() else math.nan
+
+
+def view_tokens(model: nn.Module, processor, views: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                      torch.Tensor]:
+    """The merged tokens of `views` [N, width], their labels [N] and the views' `image_grid_thw`."""
+    device = next(model.parameters()).device
+    tokens, grid = vision_features(model, processor, [v.pixels for v in views], device)
+    labels = torch.from_numpy(np.concatenate([v.labels.reshape(-1) for v in views])).to(device)
+    return tokens, labels, grid
+
+
 def symbol_loss(model: nn.Module, processor, head: nn.Module, windows: Sequence[TagWindow]) -> torch.Tensor:
     """Cross-entropy of each window's symbol from the mean of its tokens."""
     device = next(model.parameters()).device
@@ -84,15 +140,11 @@ def symbol_loss(model: nn.Module, processor, head: nn.Module, windows: Sequence[
 
 
 def global_view_losses(model: nn.Module, processor, colour_head: nn.Module, position_head: PositionHead,
-                       views: Sequence[ColourView]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross-entropy of the named colour held (tokens with a tag and tokens without weighted alike), and
-    of each token's tenth of the image along x and y (`rl_runner.token_positions`)."""
-    device = next(model.parameters()).device
-    tokens, grid = vision_features(model, processor, [v.pixels for v in views], device)
-    labels = torch.from_numpy(np.concatenate([v.labels.reshape(-1) for v in views])).to(device)
-    losses = nn.functional.cross_entropy(colour_head(tokens), labels, reduction="none")
-    tagged = labels > 0
-    colour = (losses[tagged].mean() + losses[~tagged].mean()) / 2 if tagged.any() else losses.mean()
+                       views: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross-entropy of the named colour held (`token_label_loss`), and of each token's tenth of the
+    image along x and y (`rl_runner.token_positions`)."""
+    tokens, labels, grid = view_tokens(model, processor, views)
+    colour = token_label_loss(colour_head, tokens, labels)
     position = tenths_loss(position_head, tokens, *position_targets(grid, processor.image_processor.merge_size))
     return colour, position
 
@@ -105,22 +157,26 @@ def warm_up_vision(
     batch_size: int = 32,
     lr: float = 1e-3,
     progress: bool = True,
-    colour_views: Iterator[ColourView] | None = None,
+    colour_views: Iterator[LabelledView] | None = None,
     colour_batch: int = 8,
+    symbol_views: Iterator[LabelledView] | None = None,
+    symbol_batch: int = 8,
 ) -> list[dict[str, float]]:
-    """Train the vision tower of `model` to tell each window's symbol (and, with `colour_views`, each global-view
-    token's named colour); returns the loss log."""
+    """Train the vision tower of `model` to tell each window's symbol (with `colour_views`, each global-view
+    token's named colour; with `symbol_views`, each crop token's symbol); returns the loss log."""
     device = next(model.parameters()).device
     width = model.config.vision_config.out_hidden_size
     symbol_head = nn.Linear(width, len(SYMBOL_IDS)).to(device)
     colour_head = nn.Linear(width, len(COLOUR_IDS) + 1).to(device)
     position_head = PositionHead(width).to(device)
+    reading_head = nn.Linear(width, len(SYMBOL_VIEW_IDS) + 1).to(device)
     trained = [*model.model.visual.parameters(), *symbol_head.parameters(), *colour_head.parameters(),
-               *position_head.parameters()]
+               *position_head.parameters(), *reading_head.parameters()]
     optimizer = torch.optim.AdamW(trained, lr=lr)
     log: list[dict[str, float]] = []
     model.train()
-    for step in tqdm(range(steps), desc="vision warm-up", disable=not progress):
+    bar = tqdm(range(steps), desc="vision warm-up", disable=not progress)
+    for step in bar:
         loss = symbol_loss(model, processor, symbol_head, [next(windows) for _ in range(batch_size)])
         record = {"stage": "vision", "step": step + 1, "loss_symbol": float(loss.detach())}
         if colour_views is not None:
@@ -128,9 +184,18 @@ def warm_up_vision(
             colour, position = global_view_losses(model, processor, colour_head, position_head, views)
             record["loss_colour"], record["loss_tower_position"] = float(colour.detach()), float(position.detach())
             loss = loss + colour + position
+        if symbol_views is not None:
+            tokens, labels, _ = view_tokens(model, processor, [next(symbol_views) for _ in range(symbol_batch)])
+            reading = token_label_loss(reading_head, tokens, labels)
+            record["loss_crop_symbol"] = float(reading.detach())
+            record["crop_symbol_accuracy"] = labelled_accuracy(reading_head, tokens.detach(), labels)
+            loss = loss + reading
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         log.append(record)
+        if (step + 1) % 10 == 0:  # means of the last ten steps
+            bar.set_postfix({key.removeprefix("loss_"): f"{np.nanmean([r[key] for r in log[-10:]]):.2f}"
+                             for key in record if key not in ("stage", "step")})
     return log

@@ -15,11 +15,14 @@ from rl_runner.algorithms import trained_parameters
 from rl_runner.conversation import batch_conversations, encode_conversation
 from rl_runner.diagnostics import kind_indices
 from rl_runner.pointer import (
+    LETTERS,
+    OPTION_HOPS,
     answer_position_loss,
     captured_attention_inputs,
     centre_tenths,
     head_attention,
-    option_pointer,
+    letter_loss,
+    option_hops,
     pointed_box,
     pointer_loss,
     query_positions,
@@ -57,25 +60,48 @@ def test_queries_are_the_positions_before_each_informative_digit(tiny_model_path
     assert not query_positions(untrained).any()  # untrained tokens ask nothing
 
 
-def test_an_option_answer_points_at_its_options_letter(tiny_model_path: Path) -> None:
-    """"... \\boxed{C}" after options (A)-(D): the query predicts the "{C" token, the target is the prompt's "(C"
-    (the last one before the answer); an answer that is not one letter, or untrained, points at nothing."""
+def test_an_option_answer_is_a_lookup_in_three_hops(tiny_model_path: Path) -> None:
+    """Options (A) L, (B) S, (C) 0, (D) U ("(B) S" tokenizes as "(B", ")", " S"), the answer "... clearly: 0. The
+    answer is \\boxed{C}.": every option's text points at its "(X" and holds X; the answer's "0" points at option
+    C's "0" and holds C; the position predicting "{C" points at the answer's "0" and holds C. An answer that is
+    not one option letter, or is untrained, has no hops."""
     tokenizer = load_processor(tiny_model_path).tokenizer
-    prompt = "Options:\n(A) L\n(B) 3\n(C) 0\n(D) U\nThe tag shows 0."
+    prompt = "Options:\n(A) L\n(B) S\n(C) 0\n(D) U\nThe tag shows 0."
 
-    def pointed(answer: str, trained: bool = True) -> tuple[list[str], list[str]]:
+    def hops(answer: str, trained: bool = True) -> tuple[dict[str, tuple[list[str], list[str]]], list[int]]:
         ids = torch.tensor(tokenizer(prompt + answer, add_special_tokens=False)["input_ids"])
+        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         mask = torch.zeros(len(ids), dtype=torch.bool)
-        mask[len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) :] = trained
-        queries, targets = option_pointer(tokenizer, ids, kind_indices(tokenizer, ids[None], mask[None])[0])
-        return ([tokenizer.decode([int(ids[p + 1])]) for p in queries.nonzero().reshape(-1)],
-                [tokenizer.decode([int(ids[p])]) for p in targets.nonzero().reshape(-1)])
+        mask[start:] = trained
+        made = option_hops(tokenizer, ids, kind_indices(tokenizer, ids[None], mask[None])[0])
 
-    predicted, named = pointed("The answer is \\boxed{C}.")
-    assert "".join(predicted).strip("{") == "C" and [n.strip() for n in named] == ["(C"]
-    assert pointed("The answer is \\boxed{7}.") == ([], [])  # a count, not an option
-    assert pointed("The answer is \\boxed{C}.", trained=False) == ([], [])
-    assert pointed("[0.3, 0.6, 0.4, 0.7]") == ([], [])
+        def named(positions: torch.Tensor) -> list[str]:  # "a:" marks a token of the answer, "p:" of the prompt
+            return [("a:" if p >= start else "p:") + tokenizer.decode([int(ids[p])]).strip()
+                    for p in positions.nonzero().reshape(-1)]
+
+        return ({name: (named(queries), named(targets)) for name, (queries, targets) in made.hops.items()},
+                made.letters[made.letters >= 0].tolist())
+
+    found, letters = hops(" Now I can see it clearly: 0. The answer is \\boxed{C}.")
+    assert found["option_label"] == (["p:L", "p:S", "p:0", "p:U"], ["p:(A", "p:(B", "p:(C", "p:(D"])
+    assert found["lookup"] == (["a:0"], ["p:0"])
+    assert found["carry"] == (["a:boxed"], ["a:0"])  # the position that predicts "{C"
+    assert letters == [0, 1, 2, 3, 2, 2]  # A-D on the options, then C on the answer's "0" and on "boxed"
+    empty = ({name: ([], []) for name in OPTION_HOPS}, [])
+    assert hops(" The answer is \\boxed{7}.") == empty  # a count, not an option
+    assert hops(" Now I can see it clearly: 0. The answer is \\boxed{C}.", trained=False) == empty
+    assert hops(" [0.3, 0.6, 0.4, 0.7]") == empty
+
+
+def test_letter_loss_reads_the_letter_at_the_queries() -> None:
+    head = torch.nn.Linear(2, LETTERS, bias=False)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[2, 0] = 50.0  # "C" wherever the first feature is on
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    queries = torch.tensor([[True, False]])
+    assert float(letter_loss(head, hidden, queries, torch.tensor([[2, -1]]))) < 1e-4
+    assert float(letter_loss(head, hidden, queries, torch.tensor([[3, -1]]))) > 10
 
 
 def test_loss_is_the_log_of_the_mass_off_the_targets() -> None:
@@ -104,6 +130,8 @@ def test_head_attention_is_the_models_own_attention(tiny_model_path: Path) -> No
             weights = head_attention(attention, captured, head, inputs["attention_mask"])
             real = inputs["attention_mask"].bool()
             assert torch.allclose(weights[real], output.attentions[layer][:, head][real], atol=1e-5)
+            second = head_attention(attention, captured, head, inputs["attention_mask"], torch.tensor([1]))
+            assert torch.allclose(second[0], weights[1], atol=1e-6)  # one row alone, as in the batch
 
 
 def test_pretraining_batches_point_at_the_asked_tag(tiny_model_path: Path) -> None:
@@ -112,15 +140,18 @@ def test_pretraining_batches_point_at_the_asked_tag(tiny_model_path: Path) -> No
     batches = iter(EncodedBatches(config, processor))
     inputs, _, _, pointers = next(batches)
     _, _, _, by_default = next(iter(EncodedBatches(dataclasses.replace(config, option_pointer=False), processor)))
-    assert not by_default.option_queries.any() and not by_default.option_targets.any()
+    assert not any(queries.any() or targets.any() for queries, targets in by_default.hops.values())
     image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     has_image = (inputs["input_ids"] == image_id).any(dim=1)
     assert has_image.any() and (~has_image).any()
     assert torch.equal(pointers.targets.any(dim=1), has_image)  # every ground chat points, text-only ones do not
     assert torch.equal(pointers.queries.sum(dim=1), 2 * has_image.long())  # at x1 and y1
-    # the text-only match chats point their letter at the option: one query and one target each
-    assert torch.equal(pointers.option_queries.sum(dim=1), (~has_image).long())
-    assert torch.equal(pointers.option_targets.sum(dim=1), (~has_image).long())
+    # the text-only match chats look their letter up: four options labelled, one lookup and one carry each
+    queries, targets = pointers.hops["option_label"]
+    assert torch.equal(queries.sum(dim=1), 4 * (~has_image).long()) and torch.equal(targets.sum(dim=1), queries.sum(1))
+    for name in ("lookup", "carry"):
+        assert torch.equal(pointers.hops[name][0].sum(dim=1), (~has_image).long())
+    assert torch.equal((pointers.letters >= 0).sum(dim=1), 6 * (~has_image).long())
     assert not (pointers.targets & (inputs["input_ids"] != image_id)).any()
 
 

@@ -63,9 +63,11 @@ def test_char_kinds_mark_informative_coordinate_digits_and_the_answer() -> None:
 def test_a_unit_cell_box_is_informative_only_in_x1_and_y1() -> None:
     """zoom_box's cell of a small target: x2 = x1 + 0.1 and y2 = y1 + 0.1 follow from x1 and y1, so only the
     "3" and the "7" are coordinates (counting x2, y2 too halved the coordinate loss of a model that knows
-    nothing); 0.01-wide cells likewise; a box of another size keeps all four."""
+    nothing); 0.01-wide cells likewise, and the last cell, which ends at 0.99 (normalized boxes stay under 1);
+    a box of another size keeps all four."""
     for text, digits in (("[0.3, 0.7, 0.4, 0.8]", "37"), ("[0.31, 0.07, 0.32, 0.08]", "3107"),
-                         ("[0.3, 0.7, 0.5, 0.8]", "3758")):
+                         ("[0.6, 0.9, 0.7, 0.99]", "69"), ("[0.3, 0.7, 0.5, 0.8]", "3758"),
+                         ("[0.6, 0.8, 0.7, 0.99]", "68799")):
         kinds = char_kinds(text)
         assert "".join(text[i] for i, k in enumerate(kinds) if k == "coordinate") == digits
 
@@ -114,6 +116,7 @@ def test_examples_are_what_the_env_shows() -> None:
     others = min(OTHER_GLYPHS, len(task.annotations["tags"]) - 1)  # windows of other tags follow the target's
     assert len(made) == 6 + others
     width, height = task.annotations["image_size"]
+    match, *made = made  # the text-only example first: it needs no reset
     for chat in made[:2]:
         question, answer = chat[1]["content"][1]["text"], chat[2]["content"][0]["text"]
         color = question.split("the ")[1].split(" tag")[0]
@@ -125,7 +128,7 @@ def test_examples_are_what_the_env_shows() -> None:
         assert max(box) < 1 and {round(box[2] - box[0], 6), round(box[3] - box[1], 6)} <= {0.1, 0.09}  # 0.99 top
     obs, _ = env.reset(options={"task": task})
     assert np.array_equal(made[0][1]["content"][0]["image"], obs["images"][0])
-    look, glyph, *other_windows, name, match = made[2:]
+    look, glyph, *other_windows, name = made[2:]
     symbols = {t["symbol"] for t in task.annotations["tags"]}
     assert len(other_windows) == others and all(w[2]["content"][0]["text"] in symbols for w in other_windows)
     assert all(w[1]["content"][0]["image"].shape == (56, 56, 3) for w in other_windows)
@@ -145,6 +148,15 @@ def test_examples_are_what_the_env_shows() -> None:
     assert [part["type"] for part in match[1]["content"]] == ["text"]
     assert match[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
     assert f"The tag shows {target['symbol']}." in match[1]["content"][0]["text"]
+
+
+def test_text_only_examples_draw_no_image() -> None:
+    """Match examples alone need no rendering: the env is never reset (a reset draws the image)."""
+    suite = make_suite("fine_detail", size=1, seed=5, split="train", **SMALL_SUITE)
+    env = PixelVQAEnv(tasks=suite)
+    made = ExampleMaker(env, np.random.default_rng(0)).examples(suite[0], {"match": 3, "ground": 0})
+    assert len(made) == 3 and all(part["type"] == "text" for chat in made for part in chat[1]["content"])
+    assert env.episode is None
 
 
 def test_example_stream_draws_every_kind() -> None:
@@ -255,15 +267,18 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
-          "--no-colour-warmup", "--position-weight", "0", "--pointer-weight", "0", "--shift-ramp", "0", "1",
+          "--no-colour-warmup", "--no-read-warmup", "--position-weight", "0", "--pointer-weight", "0",
+          "--shift-ramp", "0", "1",
           "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short", "--option-pointer"])
     config = json.loads((out / "pretrain_config.json").read_text())
-    assert config["colour_warmup"] is False and config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
+    assert config["colour_warmup"] is False and config["read_warmup"] is False
+    assert config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     assert config["kind_counts"] == {"ground": 1, "match": 2} and config["look_prompt"] == "short"
     assert config["option_pointer"] is True
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
-    assert "loss_colour" not in vision and "loss_position" not in chats and "loss_pointer" not in chats
+    assert "loss_colour" not in vision and "loss_crop_symbol" not in vision
+    assert "loss_position" not in chats and "loss_pointer" not in chats
 
 
 @pytest.mark.parametrize("bad", [{"kind_counts": {"grond": 1}}, {"kind_counts": {"ground": -1}},

@@ -12,8 +12,16 @@ from transformers import AutoModelForImageTextToText
 from agents.chat import load_processor
 from agents.tiny import BASE_SHAPE, build_tiny_model
 from benchmarks.vision_probe import tag_windows
-from rl_runner.pretrain import colour_view_stream, default_config, shift_at, window_stream
-from rl_runner.vision_warmup import COLOUR_IDS, SYMBOL_IDS, colour_labels, warm_up_vision
+from rl_runner.pretrain import colour_view_stream, default_config, shift_at, symbol_view_stream, window_stream
+from rl_runner.vision_warmup import (
+    COLOUR_IDS,
+    IGNORED,
+    SYMBOL_IDS,
+    SYMBOL_VIEW_IDS,
+    colour_labels,
+    symbol_labels,
+    warm_up_vision,
+)
 
 
 def test_warm_up_teaches_the_tower_to_read_glyphs(tmp_path: Path) -> None:
@@ -69,3 +77,29 @@ def test_shift_ramp_moves_the_tags_off_centre_as_the_steps_go_by() -> None:
     same = [np.array_equal(a.pixels, b.pixels) for a, b in zip(centred, ramped)]
     assert [a.symbol for a in centred] == [b.symbol for b in ramped]  # the same tags, in the same order
     assert 0 < sum(same) < 50  # the first image's windows (step 0) stay centred, later ones move
+
+
+def test_symbol_labels_mark_the_token_that_holds_each_glyph_centre() -> None:
+    """By hand: a crop of the source region (100, 200)-(300, 300) in 2 rows x 4 cols of tokens (50 px each). The
+    "K" tag (box 140-190 x 210-240, glyph centre (165, 225)) covers columns 0-1 of row 0 and has its centre in
+    column 1; the "7" tag's centre (290, 290) is in column 3 of row 1; a tag outside the crop whose box reaches
+    into it (glyph centre (95, 280)) shows only part of its glyph: not scored."""
+    tags = [{"box": [140, 210, 190, 240], "glyph": [165, 225, 2], "symbol": "K"},
+            {"box": [280, 280, 299, 299], "glyph": [290, 290, 2], "symbol": "7"},
+            {"box": [80, 270, 110, 290], "glyph": [95, 280, 2], "symbol": "Z"}]
+    labels = symbol_labels((100, 200, 300, 300), (2, 4), tags)
+    expected = np.array([[IGNORED, SYMBOL_VIEW_IDS["K"], 0, 0], [IGNORED, 0, 0, SYMBOL_VIEW_IDS["7"]]])
+    np.testing.assert_array_equal(labels, expected)
+    assert 0 not in SYMBOL_VIEW_IDS.values() and len(SYMBOL_VIEW_IDS) == len(SYMBOL_IDS)
+
+
+def test_symbol_view_stream_serves_look_crops_labelled_where_glyphs_lie() -> None:
+    """Each view is a crop as the env's zoom serves it (a multiple of 28 px a side, within the 144-token serving
+    budget) with one label per 28 px token; every view scores at least the tag it was cut around."""
+    views = list(itertools.islice(symbol_view_stream(default_config(), 28), 12))
+    for view in views:
+        height, width, _ = view.pixels.shape
+        assert height % 28 == 0 and width % 28 == 0 and height * width <= 144 * 28 * 28
+        assert view.labels.shape == (height // 28, width // 28)
+        assert (view.labels > 0).sum() >= 1
+    assert len({int(label) for view in views for label in view.labels[view.labels > 0]}) > 5
