@@ -78,10 +78,15 @@ def centre_tenths(box: Sequence[float] | None) -> tuple[int, int]:
 
 
 def query_positions(kinds: torch.Tensor) -> torch.Tensor:
-    """[..., L] bool: the positions whose next token is a trained box coordinate digit (`kinds` from
-    `rl_runner.diagnostics.kind_indices`)."""
+    """[B, L] bool: the positions whose next token is a trained box coordinate digit (`kinds` [B, L] from
+    `rl_runner.diagnostics.kind_indices`); in a row without one, the position that predicts its first trained
+    token (the answer about the pointed tag, e.g. the symbol a crop shows)."""
     queries = torch.zeros(kinds.shape, dtype=torch.bool)
-    queries[..., :-1] = kinds[..., 1:] == TOKEN_KINDS.index("coordinate")
+    queries[:, :-1] = kinds[:, 1:] == TOKEN_KINDS.index("coordinate")
+    for row in (~queries.any(dim=1)).nonzero().reshape(-1):
+        trained = (kinds[row] >= 0).nonzero().reshape(-1)
+        if len(trained) and trained[0] > 0:
+            queries[row, trained[0] - 1] = True
     return queries
 
 

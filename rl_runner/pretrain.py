@@ -12,12 +12,15 @@ Kinds of example:
   (the same pixels per glyph cell as in the crop, at a few image tokens: reading is learned cheaply), and one
   window at that scale around each of a few other tags of the image;
 - `name`: the whole crop (its box shifted a little) and "Which symbol is printed on the <colour> tag?" -> the
-  symbol;
-- `match`: text only, the task question and "The tag shows <symbol>." -> the final turn: the option's letter.
+  symbol (the pointer, below, looks at the tag in the crop);
+- `match`: text only (no image is drawn for it), the task question and "The tag shows <symbol>." -> the final
+  turn: the option's letter (`option_pointer` supervises that lookup, `rl_runner.pointer.option_hops`).
 
 Before the chats, `rl_runner.vision_warmup` trains the vision tower alone (`--vision-steps`) on tag windows (the
-symbol) and on global views (each token's named colour, `colour_warmup`), and during them
-`rl_runner.token_positions` adds a loss that asks each image token where it lies (`position_weight`).
+symbol), on global views (each token's named colour, `colour_warmup`) and on look crops (each token's symbol,
+`read_warmup`), and during them `rl_runner.token_positions` adds a loss that asks each image token where it lies
+(`position_weight`) and `rl_runner.pointer` one that points a head at the tag an answer is about
+(`pointer_weight`).
 
 The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
 `python -m rl_runner.pretrain --out models/pixel-tiny-base`) where there is one, else a short pretraining of
@@ -82,7 +85,7 @@ from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 from rl_runner.vision_warmup import LabelledView, TagWindow, colour_labels, symbol_labels, warm_up_vision
 
 PRETRAIN_SYSTEM = "You are a helpful assistant."
-PRETRAIN_VERSION = "p5"
+PRETRAIN_VERSION = "p6"
 # The base "tiny" names: the one committed here (the default recipe), else one pretrained on the fly
 # (MAIN_JOB_VISION_STEPS + MAIN_JOB_STEPS steps, minutes on a CPU) and cached.
 COMMITTED_BASE = Path(__file__).resolve().parents[1] / "models" / "pixel-tiny-base"
@@ -105,6 +108,7 @@ class PretrainConfig:
 
     out: str = "runs/pixel-tiny-base"
     init: str | None = None  # continue from this base instead of a fresh random model
+    tower: str | None = None  # then take the vision tower of this base (e.g. a tower warmed up on its own)
     suite: str = "fine_detail"
     suite_kwargs: dict[str, Any] = field(default_factory=dict)
     budgets: str | Budgets = "compact"
@@ -237,8 +241,9 @@ class ExampleMaker:
                                      tag["symbol"]))
                     made.extend(self._other_glyphs(task, view.shape[1]))
                 elif kind == "name":
-                    made.append(chat(self._zoomed(box, shift=True),
-                                     f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"]))
+                    view = self._zoomed(box, shift=True)
+                    made.append(chat(view, f"Which symbol is printed on the {tag['color']} tag?", tag["symbol"],
+                                     self._in_last_view(tag["box"])))
         return made
 
     def _look_example(self, messages: list[dict[str, Any]], global_view: np.ndarray, task: Task,
@@ -257,6 +262,12 @@ class ExampleMaker:
         box = self._shifted(box) if shift else box
         obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
         return obs["images"][-1]
+
+    def _in_last_view(self, box: Sequence[float]) -> tuple[float, float, float, float]:
+        """A source-pixel `box` as fractions of the last view (a crop), for the pointer."""
+        x1, y1, x2, y2 = self.env.unwrapped._require_episode().views[-1].region
+        width, height = x2 - x1, y2 - y1
+        return ((box[0] - x1) / width, (box[1] - y1) / height, (box[2] - x1) / width, (box[3] - y1) / height)
 
     def _shifted(self, box: np.ndarray) -> np.ndarray:
         """`box` moved by up to `READ_SHIFT` along each axis."""
@@ -436,9 +447,16 @@ class EncodedBatches(torch.utils.data.IterableDataset):
                             letters)
 
 
+def graft_tower(model: Any, source: str | Path) -> None:
+    """Replace `model`'s vision tower by the one of the base at `source` (same shape): a tower warmed up further
+    on its own joins a decoder trained on the old one."""
+    donor = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
+    model.model.visual.load_state_dict(donor.model.visual.state_dict())
+
+
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
     """Learning-rate factor: linear warm-up, then cosine decay to 5%."""
-    return min(1.0, (step + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / total)))
+    return min(1.0, (step + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / max(total, 1))))
 
 
 def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, float]]:
@@ -452,6 +470,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     model = AutoModelForImageTextToText.from_pretrained(start, dtype=torch.float32).to(device)
+    if config.tower:
+        graft_tower(model, config.tower)
     processor = load_processor(start)
     torch.manual_seed(config.seed)
     heads = AuxiliaryHeads(model.config.text_config.hidden_size).to(device)
@@ -464,10 +484,15 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
         token_side = processor.image_processor.patch_size * processor.image_processor.merge_size
         colours = colour_view_stream(config, token_side) if config.colour_warmup else None
         crops = symbol_view_stream(config, token_side) if config.read_warmup else None
+        def save_warmed(warm_log: list[dict[str, Any]]) -> None:
+            save_base(model, processor, out, [], config)
+            (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in warm_log))
+
         vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, VISION_BATCH,
-                                    progress=progress, colour_views=colours, symbol_views=crops)
-        (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vision_log))
-    warmed = bool(config.init) or bool(vision_log)
+                                    progress=progress, colour_views=colours, symbol_views=crops,
+                                    checkpoint=save_warmed, checkpoint_every=config.save_every)
+        save_warmed(vision_log)
+    warmed = bool(config.init) or bool(config.tower) or bool(vision_log)
     trained = [*trained_parameters(model, train_tower=not (config.freeze_tower and warmed)), *heads.parameters()]
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -594,6 +619,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = PretrainConfig()
     parser.add_argument("--out", default=defaults.out)
     parser.add_argument("--init", help="continue from this base instead of building a fresh random model")
+    parser.add_argument("--tower", help="take the vision tower of this base (after --init)")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--vision-steps", type=int, default=defaults.vision_steps,
                         help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
@@ -626,7 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-blind-control", action="store_true",
                         help=f"first train the control into OUT/{BLIND_DIR}, then the base; plot both")
     args = parser.parse_args(argv)
-    config = default_config(out=args.out, init=args.init, steps=args.steps, vision_steps=args.vision_steps,
+    config = default_config(out=args.out, init=args.init, tower=args.tower, steps=args.steps,
+                            vision_steps=args.vision_steps,
                             colour_warmup=args.colour_warmup, read_warmup=args.read_warmup,
                             position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
@@ -638,7 +665,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.with_blind_control:
         pretrain(dataclasses.replace(config, out=str(Path(config.out) / BLIND_DIR), blind=True))
     log = pretrain(config)
-    print(json.dumps(log[-1]))
+    if log:  # none when only the vision tower was warmed up (--steps 0)
+        print(json.dumps(log[-1]))
     print(f"saved the pretrained base to {config.out}")
 
 

@@ -26,7 +26,7 @@ says what it reads, wherever the tag falls.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,9 +161,13 @@ def warm_up_vision(
     colour_batch: int = 8,
     symbol_views: Iterator[LabelledView] | None = None,
     symbol_batch: int = 8,
+    checkpoint: Callable[[list[dict[str, float]]], None] | None = None,
+    checkpoint_every: int = 250,
 ) -> list[dict[str, float]]:
     """Train the vision tower of `model` to tell each window's symbol (with `colour_views`, each global-view
-    token's named colour; with `symbol_views`, each crop token's symbol); returns the loss log."""
+    token's named colour; with `symbol_views`, each crop token's symbol); returns the loss log. `checkpoint`, if
+    given, is called with the log so far every `checkpoint_every` steps (to save the model: a long warm-up may be
+    stopped)."""
     device = next(model.parameters()).device
     width = model.config.vision_config.out_hidden_size
     symbol_head = nn.Linear(width, len(SYMBOL_IDS)).to(device)
@@ -195,6 +199,9 @@ def warm_up_vision(
         nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         log.append(record)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            checkpoint(log)
+            model.train()
         if (step + 1) % 10 == 0:  # means of the last ten steps
             bar.set_postfix({key.removeprefix("loss_"): f"{np.nanmean([r[key] for r in log[-10:]]):.2f}"
                              for key in record if key not in ("stage", "step")})

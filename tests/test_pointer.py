@@ -58,6 +58,11 @@ def test_queries_are_the_positions_before_each_informative_digit(tiny_model_path
     assert "".join(predicted) == "36"  # x1 and y1 of a unit-cell box; x2, y2 follow from them
     untrained = kind_indices(tokenizer, ids[None], torch.zeros_like(mask)[None])
     assert not query_positions(untrained).any()  # untrained tokens ask nothing
+    named = torch.tensor(tokenizer("Which symbol?" + "K", add_special_tokens=False)["input_ids"])
+    trained = torch.zeros(len(named), dtype=torch.bool)
+    trained[-1] = True  # a one-token answer without a box: the position that predicts it asks
+    assert query_positions(kind_indices(tokenizer, named[None], trained[None]))[0].nonzero().reshape(-1).tolist() == [
+        len(named) - 2]
 
 
 def test_an_option_answer_is_a_lookup_in_three_hops(tiny_model_path: Path) -> None:

@@ -145,6 +145,10 @@ def test_examples_are_what_the_env_shows() -> None:
     assert (np.abs(window.astype(int) - frame).sum(-1) < 60).sum() >= 20  # the tag's coloured frame is in it
     assert name[1]["content"][1]["text"] == f"Which symbol is printed on the {target['color']} tag?"
     assert name[2]["content"][0]["text"] == target["symbol"] and name[1]["content"][0]["image"].shape[0] > 100
+    crop = name[1]["content"][0]["image"]  # the pointer of a name example is the tag's box in the crop
+    x1, y1, x2, y2 = (np.asarray(pointed_box(name)) * ([crop.shape[1], crop.shape[0]] * 2)).astype(int)
+    assert 0 <= x1 < x2 <= crop.shape[1] and 0 <= y1 < y2 <= crop.shape[0]
+    assert (np.abs(crop[y1:y2, x1:x2].astype(int) - frame).sum(-1) < 60).mean() > 0.3  # the tag's frame fills it
     assert [part["type"] for part in match[1]["content"]] == ["text"]
     assert match[2]["content"][0]["text"].endswith(f"\\boxed{{{task.answers[0]}}}.")
     assert f"The tag shows {target['symbol']}." in match[1]["content"][0]["text"]
@@ -304,3 +308,22 @@ def test_the_chats_leave_a_warmed_up_tower_as_it_is(tmp_path: Path) -> None:
     assert all(torch.equal(start[key], weights["frozen"][key]) for key in tower)
     assert not all(torch.equal(start[key], weights["trained"][key]) for key in tower)
     assert not all(torch.equal(start[key], weights["frozen"][key]) for key in decoder)
+
+
+def test_a_grafted_tower_joins_the_decoder_of_another_base(tmp_path: Path) -> None:
+    """`--init A --tower B`: the decoder continues A's, the tower is B's (and stays B's, frozen in the chats); a
+    warm-up saves its base every `save_every` steps, so a long one can be stopped."""
+    from agents.tiny import BASE_SHAPE, build_tiny_model
+
+    build_tiny_model(tmp_path / "decoder", seed=1, shape=BASE_SHAPE)
+    main(["--init", str(tmp_path / "decoder"), "--out", str(tmp_path / "tower"), "--steps", "0", "--vision-steps",
+          "1", "--batch-size", "2", "--threads", "1", "--no-colour-warmup", "--no-read-warmup"])
+    main(["--init", str(tmp_path / "decoder"), "--tower", str(tmp_path / "tower"), "--out", str(tmp_path / "both"),
+          "--steps", "1", "--vision-steps", "0", "--batch-size", "2", "--threads", "1"])
+    states = {name: AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
+              for name in ("decoder", "tower", "both")}
+    tower = [key for key in states["both"] if ".visual." in f".{key}"]
+    assert not all(torch.equal(states["decoder"][key], states["tower"][key]) for key in tower)  # warmed: moved
+    assert all(torch.equal(states["both"][key], states["tower"][key]) for key in tower)
+    assert json.loads((tmp_path / "both" / "pretrain_config.json").read_text())["tower"] == str(tmp_path / "tower")
+    assert len((tmp_path / "tower" / "vision_log.jsonl").read_text().splitlines()) == 1
