@@ -119,14 +119,15 @@ class PretrainConfig:
     vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
-    read_warmup: bool = True  # the warm-up also teaches each look-crop token the symbol whose glyph centre it holds
+    read_warmup: bool = False  # the warm-up also teaches each look-crop token the symbol whose glyph centre it holds
+    # (tried: 191 steps from the committed base's tower left those tokens at chance)
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
     pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
     pointer_layer: int = 2  # the decoder layer of that head (it reads the states the position loss trains)
     pointer_head: int = 0
-    option_pointer: bool = False  # the pointer loss also supervises the three heads of an option answer's lookup
-    # (`pointer.option_hops`)
+    option_pointer: bool = True  # the pointer loss also supervises the three heads of an option answer's lookup
+    # (`pointer.option_hops`; without it the letter of the text-only match step stays at chance)
     look_prompt: str = "env"  # a `look` example's prompt: "env", the env's whole first observation (its system
     # prompt with the tool schemas, the question and the guidelines), as the SFT traces and RL rollouts show it;
     # "short": `PRETRAIN_SYSTEM` and the question (a base built so begins the SFT at coordinate loss 7.7)
@@ -625,8 +626,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps of the vision tower's warm-up on tag windows before the chats (0: none)")
     parser.add_argument("--no-colour-warmup", dest="colour_warmup", action="store_false",
                         help="warm the tower up on tag windows only, not on the global views' named colours")
-    parser.add_argument("--no-read-warmup", dest="read_warmup", action="store_false",
-                        help="do not teach the tower each look-crop token's symbol in the warm-up")
+    parser.add_argument("--read-warmup", action=argparse.BooleanOptionalAction, default=defaults.read_warmup,
+                        help="also teach the tower each look-crop token's symbol in the warm-up (off by default)")
     parser.add_argument("--shift-ramp", type=int, nargs=2, metavar=("START", "END"),
                         help="warm-up steps over which a window's tag moves from centred to anywhere (default: "
                         "always centred)")
@@ -638,8 +639,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"examples of each kind per drawn image, e.g. '{json.dumps(defaults.kind_counts)}'")
     parser.add_argument("--look-prompt", choices=LOOK_PROMPTS, default=defaults.look_prompt,
                         help="a look example's prompt: the env's whole first observation, or a short one")
-    parser.add_argument("--option-pointer", action="store_true",
-                        help="also point a text-only answer's option letter at the option it names")
+    parser.add_argument("--option-pointer", action=argparse.BooleanOptionalAction, default=defaults.option_pointer,
+                        help="supervise the three heads that look an answer's option letter up (on by default)")
     parser.add_argument("--train-tower", dest="freeze_tower", action="store_false",
                         help="let the chats train the vision tower after its warm-up too")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)

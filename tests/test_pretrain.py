@@ -247,15 +247,16 @@ def test_the_readme_pretraining_commands_run(tmp_path: Path) -> None:
     """The README's `python -m rl_runner.pretrain ...` lines verbatim and in order (a later one may `--init` from an
     earlier one's `--out`), at a two-step budget and into a temporary folder."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    lines = [line for line in readme.splitlines() if line.startswith("python -m rl_runner.pretrain ")]
+    lines = [line.strip() for line in readme.splitlines() if line.strip().startswith("python -m rl_runner.pretrain ")]
     assert lines
     built: dict[str, str] = {}
     for line in lines:
         argv = shlex.split(line)[3:]
         out = argv[argv.index("--out") + 1]
         argv[argv.index("--out") + 1] = built[out] = str(tmp_path / Path(out).name)
-        if "--init" in argv:
-            argv[argv.index("--init") + 1] = built[argv[argv.index("--init") + 1]]
+        for flag in ("--init", "--tower"):  # an earlier command's output
+            if flag in argv:
+                argv[argv.index(flag) + 1] = built[argv[argv.index(flag) + 1]]
         for flag in ("--steps", "--vision-steps"):
             if flag in argv:
                 argv[argv.index(flag) + 1] = str(min(int(argv[argv.index(flag) + 1]), 2))
@@ -263,7 +264,8 @@ def test_the_readme_pretraining_commands_run(tmp_path: Path) -> None:
                 argv += [flag, "2"]
         main([*argv, "--batch-size", "2"])
         assert (Path(built[out]) / "model.safetensors").is_file()
-        assert len((Path(built[out]) / "pretrain_log.jsonl").read_text().splitlines()) == 1
+        chat_steps = int(argv[argv.index("--steps") + 1])  # 0: a warm-up of the tower alone
+        assert len((Path(built[out]) / "pretrain_log.jsonl").read_text().splitlines()) == min(chat_steps, 1)
 
 
 def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
@@ -273,12 +275,12 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
           "--no-colour-warmup", "--no-read-warmup", "--position-weight", "0", "--pointer-weight", "0",
           "--shift-ramp", "0", "1",
-          "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short", "--option-pointer"])
+          "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short", "--no-option-pointer"])
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["colour_warmup"] is False and config["read_warmup"] is False
     assert config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     assert config["kind_counts"] == {"ground": 1, "match": 2} and config["look_prompt"] == "short"
-    assert config["option_pointer"] is True
+    assert config["option_pointer"] is False and PretrainConfig().option_pointer is True
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
     assert "loss_colour" not in vision and "loss_crop_symbol" not in vision
@@ -311,13 +313,13 @@ def test_the_chats_leave_a_warmed_up_tower_as_it_is(tmp_path: Path) -> None:
 
 
 def test_a_grafted_tower_joins_the_decoder_of_another_base(tmp_path: Path) -> None:
-    """`--init A --tower B`: the decoder continues A's, the tower is B's (and stays B's, frozen in the chats); a
-    warm-up saves its base every `save_every` steps, so a long one can be stopped."""
+    """`--init A --tower B`: the decoder continues A's, the tower is B's (and stays B's, frozen in the chats). B
+    here is A's tower warmed up alone (`--steps 0`), with `--read-warmup`'s per-token symbols of look crops."""
     from agents.tiny import BASE_SHAPE, build_tiny_model
 
     build_tiny_model(tmp_path / "decoder", seed=1, shape=BASE_SHAPE)
     main(["--init", str(tmp_path / "decoder"), "--out", str(tmp_path / "tower"), "--steps", "0", "--vision-steps",
-          "1", "--batch-size", "2", "--threads", "1", "--no-colour-warmup", "--no-read-warmup"])
+          "1", "--batch-size", "2", "--threads", "1", "--no-colour-warmup", "--read-warmup"])
     main(["--init", str(tmp_path / "decoder"), "--tower", str(tmp_path / "tower"), "--out", str(tmp_path / "both"),
           "--steps", "1", "--vision-steps", "0", "--batch-size", "2", "--threads", "1"])
     states = {name: AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
@@ -326,4 +328,5 @@ def test_a_grafted_tower_joins_the_decoder_of_another_base(tmp_path: Path) -> No
     assert not all(torch.equal(states["decoder"][key], states["tower"][key]) for key in tower)  # warmed: moved
     assert all(torch.equal(states["both"][key], states["tower"][key]) for key in tower)
     assert json.loads((tmp_path / "both" / "pretrain_config.json").read_text())["tower"] == str(tmp_path / "tower")
-    assert len((tmp_path / "tower" / "vision_log.jsonl").read_text().splitlines()) == 1
+    (warmed,) = [json.loads(line) for line in (tmp_path / "tower" / "vision_log.jsonl").read_text().splitlines()]
+    assert "loss_crop_symbol" in warmed and 0 <= warmed["crop_symbol_accuracy"] <= 1
