@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.scripted import NORMALIZED_TOP
+
 GRAY = 128
 TOKEN_KINDS = ("template", "coordinate", "answer")
 _BOX = re.compile(r"\[\s*-?\d[\d.,\s-]*\]")  # a box written as [x1, y1, x2, y2]
 NUMBER = re.compile(r"\d+(?:\.\d+)?")  # a decimal number as a box writes it
-LAST_CELL_END = "0.99"  # where the last cell of any precision ends (`agents.scripted.NORMALIZED_TOP`)
+LAST_CELL_END = f"{NORMALIZED_TOP:g}"  # where the last cell of any precision ends, as a box writes it
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 

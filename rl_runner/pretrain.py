@@ -58,7 +58,7 @@ from agents.scripted import crop_call, target_region, zoom_box
 from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
-from pixel_gym.ops.crop import resolve_box
+from pixel_gym.ops.crop import crop_box
 from pixel_gym.suites import make_suite
 from pixel_gym.tasks import Task
 from rl_runner.algorithms import clipped_update, masked_mean_nll, token_logprobs, trained_parameters
@@ -276,11 +276,9 @@ class ExampleMaker:
 
     def _glyph_window(self, view: np.ndarray, tag_box: Sequence[int]) -> np.ndarray:
         """A `GLYPH_WINDOW`-pixel square of `view`, the last crop as served, that holds the tag at a random place."""
-        x1, y1, x2, y2 = self.env.unwrapped._require_episode().views[-1].region
-        scale = np.array([view.shape[1] / (x2 - x1), view.shape[0] / (y2 - y1)])
-        low = (np.asarray(tag_box[:2]) - (x1, y1)) * scale  # the tag's corners in view pixels
-        high = (np.asarray(tag_box[2:]) - (x1, y1)) * scale
         size = np.array([view.shape[1], view.shape[0]])
+        fractions = np.asarray(self._in_last_view(tag_box))
+        low, high = fractions[:2] * size, fractions[2:] * size  # the tag's corners in view pixels
         start = [int(self.rng.integers(max(0, int(hi) - GLYPH_WINDOW), max(1, min(int(lo), n - GLYPH_WINDOW) + 1)))
                  for lo, hi, n in zip(low, high, size)]
         return view[start[1] : start[1] + GLYPH_WINDOW, start[0] : start[0] + GLYPH_WINDOW]
@@ -316,13 +314,13 @@ class ExampleMaker:
         as the env's zoom serves them, with the symbol whose glyph centre each `token_side`-pixel token holds."""
         self.env.reset(options={"task": task})
         episode, limits = self.env.unwrapped._require_episode(), self.env.unwrapped.limits
-        original, from_source = episode.views[0], limits.crop_from == "source"
-        size = original.frame_size if from_source else original.image.size
+        original = episode.views[0]
         tags = task.annotations["tags"]
         views = []
         for index in self.rng.permutation(len(tags))[:count]:
             box = self._shifted(look_box(tag_region(tags[index], task.annotations["image_size"])))
-            view = episode.crop_view(original, resolve_box(box, size, "normalized", limits.padding), from_source)
+            view = episode.crop_view(original, crop_box(original, box, "normalized", limits),
+                                     limits.crop_from == "source")
             grid = (view.array.shape[0] // token_side, view.array.shape[1] // token_side)
             views.append(LabelledView(view.array, symbol_labels(view.region, grid, tags)))
         return views

@@ -10,9 +10,21 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
+from agents.scripted import crop_call
 from agents.tiny import BASE_SHAPE, build_tiny_model
 from benchmarks.vision_probe import tag_windows
-from rl_runner.pretrain import colour_view_stream, default_config, shift_at, symbol_view_stream, window_stream
+from pixel_gym.env import PixelVQAEnv
+from pixel_gym.suites import make_suite
+from rl_runner.pretrain import (
+    ExampleMaker,
+    colour_view_stream,
+    default_config,
+    look_box,
+    shift_at,
+    symbol_view_stream,
+    tag_region,
+    window_stream,
+)
 from rl_runner.vision_warmup import (
     COLOUR_IDS,
     IGNORED,
@@ -103,3 +115,19 @@ def test_symbol_view_stream_serves_look_crops_labelled_where_glyphs_lie() -> Non
         assert view.labels.shape == (height // 28, width // 28)
         assert (view.labels > 0).sum() >= 1
     assert len({int(label) for view in views for label in view.labels[view.labels > 0]}) > 5
+
+
+def test_a_symbol_view_is_the_crop_the_envs_zoom_serves() -> None:
+    """Unshifted, the reading warm-up's crop around a tag is pixel for pixel what a crop call on its look box
+    returns through the env (cut without spending the episode's calls)."""
+    config = default_config()
+    suite = make_suite(config.suite, size=2, seed=3, split="test", **config.suite_kwargs)
+    task = suite[0]
+    maker = ExampleMaker(PixelVQAEnv(tasks=suite, budgets=config.budgets), np.random.default_rng(0))
+    maker._shifted = lambda box: box  # the look box itself
+    (view,) = maker.symbol_views(task, 28, 1)
+    tag = task.annotations["tags"][int(np.random.default_rng(0).permutation(len(task.annotations["tags"]))[0])]
+    env = PixelVQAEnv(tasks=suite, budgets=config.budgets)
+    env.reset(options={"task": task})
+    obs, *_ = env.step(crop_call(look_box(tag_region(tag, task.annotations["image_size"])), decimals=2))
+    np.testing.assert_array_equal(view.pixels, obs["images"][-1])

@@ -24,7 +24,7 @@ from pixel_gym.ops.base import OpError, PixelBox, PixelBudget, array_length, fit
 from pixel_gym.ops.registry import DiscreteChoice, NormBox, OpAction, OpResult, StructuredForm, register_op
 
 if TYPE_CHECKING:
-    from pixel_gym.episode import Episode
+    from pixel_gym.episode import Episode, View
     from pixel_gym.executor import Limits, OpContext
 
 NAME = "crop_image_normalized"
@@ -198,15 +198,19 @@ def parse(arguments: dict[str, Any], name: str, lenient: bool) -> ZoomIn:
 
 def apply(context: OpContext, action: ZoomIn) -> OpResult:
     """Cut the box from the view as the released code keeps it (or the full-resolution source, `crop_from`)."""
-    limits = context.limits
     target = context.target(action.target_image)
-    from_source = limits.crop_from == "source"
-    size = target.frame_size if from_source else target.image.size
-    box = resolve_box(action.bbox, size, action.convention, limits.padding,
-                      normalized_if=limits.normalized_if, refuse_degenerate=limits.refuse_degenerate)
+    box = crop_box(target, action.bbox, action.convention, context.limits)
     context.check_room(1)
-    view = context.episode.crop_view(target, box, from_source)
+    view = context.episode.crop_view(target, box, context.limits.crop_from == "source")
     return OpResult(crop_result_text(*view.image.size), [view], source=target, region=view.region)
+
+
+def crop_box(target: View, bbox: Sequence[float], convention: BoxConvention, limits: Limits) -> PixelBox:
+    """The pixel box a zoom on `bbox` cuts from `target` under the env's `limits` (`Episode.crop_view`'s `box`):
+    in pixels of the view as kept, or of its full-resolution region with `crop_from="source"`."""
+    size = target.frame_size if limits.crop_from == "source" else target.image.size
+    return resolve_box(bbox, size, convention, limits.padding, normalized_if=limits.normalized_if,
+                       refuse_degenerate=limits.refuse_degenerate)
 
 
 def discrete(cells: Sequence[NormBox]) -> list[DiscreteChoice]:
