@@ -17,10 +17,10 @@ Kinds of example:
   turn: the option's letter (`option_pointer` supervises that lookup, `rl_runner.pointer.option_hops`).
 
 Before the chats, `rl_runner.vision_warmup` trains the vision tower alone (`--vision-steps`) on tag windows (the
-symbol), on global views (each token's named colour, `colour_warmup`) and on look crops (each token's symbol,
-`read_warmup`), and during them `rl_runner.token_positions` adds a loss that asks each image token where it lies
-(`position_weight`) and `rl_runner.pointer` one that points a head at the tag an answer is about
-(`pointer_weight`).
+symbol), on global views (each token's named colour, `colour_warmup`) and on dense tag sheets at the look crops'
+scale (each token's symbol, `read_warmup`; scored on look crops), and during them `rl_runner.token_positions`
+adds a loss that asks each image token where it lies (`position_weight`) and `rl_runner.pointer` one that points
+a head at the tag an answer is about (`pointer_weight`).
 
 The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
 `python -m rl_runner.pretrain --out models/pixel-tiny-base`) where there is one, else a short pretraining of
@@ -80,6 +80,7 @@ from rl_runner.pointer import (
     query_positions,
     target_tokens,
 )
+from rl_runner.tag_sheets import sheet_stream
 from rl_runner.token_positions import PositionHead, position_loss
 from rl_runner.traces import BOX_DECIMALS, final_turn, look_turn
 from rl_runner.vision_warmup import LabelledView, TagWindow, colour_labels, symbol_labels, warm_up_vision
@@ -119,8 +120,8 @@ class PretrainConfig:
     vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
-    read_warmup: bool = False  # the warm-up also teaches each look-crop token the symbol whose glyph centre it holds
-    # (tried: 191 steps from the committed base's tower left those tokens at chance)
+    read_warmup: bool = False  # the warm-up also teaches each token of dense tag sheets the symbol whose glyph
+    # centre it holds (`rl_runner.tag_sheets`), scored on held-out look crops
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
     position_layer: int = 2  # the decoder layer whose image-token states that loss reads
     pointer_weight: float = 1.0  # weight of the loss that points one head at the named tag (`rl_runner.pointer`)
@@ -384,9 +385,18 @@ def window_stream(config: PretrainConfig, split: str = "train") -> Iterator[TagW
 
 
 def symbol_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[LabelledView]:
-    """Endless look crops around the tags of ever new images with their tokens' symbols, for the vision warm-up."""
+    """Endless look crops around the tags of ever new images with their tokens' symbols: the vision warm-up's
+    check that reading the tag sheets carries over to the crops the env serves."""
     made = (maker.symbol_views(task, token_side, SYMBOL_VIEWS) for maker, task in suite_chunks(config, split))
     return shuffled(made, np.random.default_rng(config.seed + 3))
+
+
+def reading_sheets(config: PretrainConfig, token_side: int) -> Iterator[LabelledView]:
+    """Endless tag sheets (`rl_runner.tag_sheets`) of the configured suite's tags: glyph cell and frame as its
+    first task draws them."""
+    _, task = next(suite_chunks(config, "train"))
+    tag = task.annotations["tags"][0]
+    return sheet_stream(config.seed + 4, token_side, cell=tag["glyph"][2], frame=tag["frame"])
 
 
 def colour_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[LabelledView]:
@@ -482,13 +492,14 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
     if config.vision_steps and not config.blind:  # gray windows have nothing to tell the tower
         token_side = processor.image_processor.patch_size * processor.image_processor.merge_size
         colours = colour_view_stream(config, token_side) if config.colour_warmup else None
-        crops = symbol_view_stream(config, token_side) if config.read_warmup else None
+        sheets = reading_sheets(config, token_side) if config.read_warmup else None
+        crops = symbol_view_stream(config, token_side, split="test") if config.read_warmup else None
         def save_warmed(warm_log: list[dict[str, Any]]) -> None:
             save_base(model, processor, out, [], config)
             (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in warm_log))
 
         vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, VISION_BATCH,
-                                    progress=progress, colour_views=colours, symbol_views=crops,
+                                    progress=progress, colour_views=colours, symbol_views=sheets, crop_checks=crops,
                                     checkpoint=save_warmed, checkpoint_every=config.save_every)
         save_warmed(vision_log)
     warmed = bool(config.init) or bool(config.tower) or bool(vision_log)
@@ -625,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-colour-warmup", dest="colour_warmup", action="store_false",
                         help="warm the tower up on tag windows only, not on the global views' named colours")
     parser.add_argument("--read-warmup", action=argparse.BooleanOptionalAction, default=defaults.read_warmup,
-                        help="also teach the tower each look-crop token's symbol in the warm-up (off by default)")
+                        help="also teach the tower each tag-sheet token's symbol in the warm-up (scored on look crops)")
     parser.add_argument("--shift-ramp", type=int, nargs=2, metavar=("START", "END"),
                         help="warm-up steps over which a window's tag moves from centred to anywhere (default: "
                         "always centred)")

@@ -19,8 +19,10 @@ token says plainly what it holds, as a detection-pretrained tower's would.
 Reading needs the same of crops: a centred-window warm-up teaches the tower glyphs at one place in a token (held
 out symbol loss 0.07), but a look crop puts its tag anywhere in the view, and there the committed p5 base read
 at chance (read_glyph 0.05). With `symbol_views`, each step also asks a per-token head which symbol (or none) has
-its glyph centre in each merged token of crops served as the env serves a look crop, so every token of a crop
-says what it reads, wherever the tag falls.
+its glyph centre in each merged token of the views given: `rl_runner.tag_sheets`' dense sheets at the look
+crops' served scale (look crops themselves hold too few tags to teach it: 350 steps stayed at chance), and with
+`crop_checks` the same head is scored, untrained, on held-out look crops as the env serves them
+(`crop_read_accuracy`), so the log says whether reading the sheets carries over to the crops.
 """
 
 from __future__ import annotations
@@ -131,6 +133,15 @@ def view_tokens(model: nn.Module, processor, views: Sequence[LabelledView]) -> t
     return tokens, labels, grid
 
 
+@torch.no_grad()
+def held_out_accuracy(model: nn.Module, processor, head: nn.Module, views: Sequence[LabelledView]) -> float:
+    """`labelled_accuracy` of `head` on `views`, the model left in training mode afterwards."""
+    model.eval()
+    tokens, labels, _ = view_tokens(model, processor, views)
+    model.train()
+    return labelled_accuracy(head, tokens, labels)
+
+
 def symbol_loss(model: nn.Module, processor, head: nn.Module, windows: Sequence[TagWindow]) -> torch.Tensor:
     """Cross-entropy of each window's symbol from the mean of its tokens."""
     device = next(model.parameters()).device
@@ -161,13 +172,15 @@ def warm_up_vision(
     colour_batch: int = 8,
     symbol_views: Iterator[LabelledView] | None = None,
     symbol_batch: int = 8,
+    crop_checks: Iterator[LabelledView] | None = None,
+    check_every: int = 25,
     checkpoint: Callable[[list[dict[str, float]]], None] | None = None,
     checkpoint_every: int = 250,
 ) -> list[dict[str, float]]:
     """Train the vision tower of `model` to tell each window's symbol (with `colour_views`, each global-view
-    token's named colour; with `symbol_views`, each crop token's symbol); returns the loss log. `checkpoint`, if
-    given, is called with the log so far every `checkpoint_every` steps (to save the model: a long warm-up may be
-    stopped)."""
+    token's named colour; with `symbol_views`, each of their tokens' symbol, scored every `check_every` steps on
+    `symbol_batch` of the held-out `crop_checks`); returns the loss log. `checkpoint`, if given, is called with
+    the log so far every `checkpoint_every` steps (to save the model: a long warm-up may be stopped)."""
     device = next(model.parameters()).device
     width = model.config.vision_config.out_hidden_size
     symbol_head = nn.Linear(width, len(SYMBOL_IDS)).to(device)
@@ -191,9 +204,12 @@ def warm_up_vision(
         if symbol_views is not None:
             tokens, labels, _ = view_tokens(model, processor, [next(symbol_views) for _ in range(symbol_batch)])
             reading = token_label_loss(reading_head, tokens, labels)
-            record["loss_crop_symbol"] = float(reading.detach())
-            record["crop_symbol_accuracy"] = labelled_accuracy(reading_head, tokens.detach(), labels)
+            record["loss_token_symbol"] = float(reading.detach())
+            record["token_symbol_accuracy"] = labelled_accuracy(reading_head, tokens.detach(), labels)
             loss = loss + reading
+            if crop_checks is not None and (step + 1) % check_every == 0:
+                record["crop_read_accuracy"] = held_out_accuracy(model, processor, reading_head,
+                                                                 [next(crop_checks) for _ in range(symbol_batch)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trained, 1.0)
@@ -203,6 +219,6 @@ def warm_up_vision(
             checkpoint(log)
             model.train()
         if (step + 1) % 10 == 0:  # means of the last ten steps
-            bar.set_postfix({key.removeprefix("loss_"): f"{np.nanmean([r[key] for r in log[-10:]]):.2f}"
+            bar.set_postfix({key.removeprefix("loss_"): f"{np.nanmean([r.get(key, math.nan) for r in log[-10:]]):.2f}"
                              for key in record if key not in ("stage", "step")})
     return log

@@ -283,7 +283,7 @@ def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     assert config["option_pointer"] is False and PretrainConfig().option_pointer is True
     (vision,) = [json.loads(line) for line in (out / "vision_log.jsonl").read_text().splitlines()]
     (chats,) = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
-    assert "loss_colour" not in vision and "loss_crop_symbol" not in vision
+    assert "loss_colour" not in vision and "loss_token_symbol" not in vision
     assert "loss_position" not in chats and "loss_pointer" not in chats
 
 
@@ -314,7 +314,7 @@ def test_the_chats_leave_a_warmed_up_tower_as_it_is(tmp_path: Path) -> None:
 
 def test_a_grafted_tower_joins_the_decoder_of_another_base(tmp_path: Path) -> None:
     """`--init A --tower B`: the decoder continues A's, the tower is B's (and stays B's, frozen in the chats). B
-    here is A's tower warmed up alone (`--steps 0`), with `--read-warmup`'s per-token symbols of look crops."""
+    here is A's tower warmed up alone (`--steps 0`), with `--read-warmup`'s per-token symbols of tag sheets."""
     from agents.tiny import BASE_SHAPE, build_tiny_model
 
     build_tiny_model(tmp_path / "decoder", seed=1, shape=BASE_SHAPE)
@@ -329,4 +329,4 @@ def test_a_grafted_tower_joins_the_decoder_of_another_base(tmp_path: Path) -> No
     assert all(torch.equal(states["both"][key], states["tower"][key]) for key in tower)
     assert json.loads((tmp_path / "both" / "pretrain_config.json").read_text())["tower"] == str(tmp_path / "tower")
     (warmed,) = [json.loads(line) for line in (tmp_path / "tower" / "vision_log.jsonl").read_text().splitlines()]
-    assert "loss_crop_symbol" in warmed and 0 <= warmed["crop_symbol_accuracy"] <= 1
+    assert "loss_token_symbol" in warmed and 0 <= warmed["token_symbol_accuracy"] <= 1

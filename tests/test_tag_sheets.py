@@ -1,0 +1,55 @@
+"""rl_runner.tag_sheets: dense tag pages at the look crops' served scale, labelled per image token."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from pixel_gym.ops.crop import crop_box
+from pixel_gym.suites.glyphs import SYMBOLS
+from rl_runner.pretrain import default_config, look_box, reading_sheets, suite_chunks, tag_region
+from rl_runner.tag_sheets import SHEET_SCALES, SHEET_TOKENS, tag_sheet
+from rl_runner.vision_warmup import IGNORED, SYMBOL_VIEW_IDS
+
+
+def test_a_sheet_labels_many_tokens_with_glyphs_that_show_there() -> None:
+    """A sheet is 12x12 tokens of 28 px; far more tokens hold a glyph centre than in a look crop (one or two), and
+    each such token shows ink (the glyph's dark cells) where it is labelled."""
+    view = tag_sheet(np.random.default_rng(0), 28)
+    assert view.pixels.shape == (SHEET_TOKENS * 28, SHEET_TOKENS * 28, 3)
+    assert view.labels.shape == (SHEET_TOKENS, SHEET_TOKENS)
+    tagged = np.argwhere(view.labels > 0)
+    assert len(tagged) >= 25
+    assert set(np.unique(view.labels)) <= {IGNORED, 0, *SYMBOL_VIEW_IDS.values()}
+    for row, col in tagged:
+        token = view.pixels[row * 28 : (row + 1) * 28, col * 28 : (col + 1) * 28]
+        assert token.max(axis=-1).min() < 90  # ink (20, 20, 20), blurred by the resize: dark in every channel
+
+
+def test_sheets_draw_every_symbol_and_differ_from_sheet_to_sheet() -> None:
+    rng = np.random.default_rng(1)
+    views = [tag_sheet(rng, 28) for _ in range(3)]
+    symbols = {int(label) for view in views for label in view.labels[view.labels > 0]}
+    assert len(symbols) > len(SYMBOLS) - 4
+    assert not np.array_equal(views[0].pixels, views[1].pixels)
+
+
+def test_the_sheets_scale_spans_the_scale_the_look_crops_are_served_at() -> None:
+    """Served pixels per source pixel of look crops in the main job's setting lie within `SHEET_SCALES`, and the
+    pretraining's sheets use the suite's own glyph cell and frame."""
+    config = default_config()
+    scales = []
+    for maker, task in itertools.islice(suite_chunks(config, "test"), 8):
+        maker.env.reset(options={"task": task})
+        episode, limits = maker.env.unwrapped._require_episode(), maker.env.unwrapped.limits
+        original = episode.views[0]
+        for tag in task.annotations["tags"][:3]:
+            box = maker._shifted(look_box(tag_region(tag, task.annotations["image_size"])))
+            view = episode.crop_view(original, crop_box(original, box, "normalized", limits),
+                                     limits.crop_from == "source")
+            scales.append(view.array.shape[1] / (view.region[2] - view.region[0]))
+    low, high = np.percentile(scales, [5, 95])
+    assert SHEET_SCALES[0] <= low and high <= SHEET_SCALES[1]
+    sheet = next(reading_sheets(config, 28))
+    assert sheet.pixels.shape == (SHEET_TOKENS * 28, SHEET_TOKENS * 28, 3)
