@@ -314,17 +314,21 @@ class ExampleMaker:
         """Look crops (the look box shifted by up to `READ_SHIFT`) around `count` of `task`'s tags, cut and served
         as the env's zoom serves them, with the symbol whose glyph centre each `token_side`-pixel token holds."""
         self.env.reset(options={"task": task})
-        episode, limits = self.env.unwrapped._require_episode(), self.env.unwrapped.limits
-        original = episode.views[0]
         tags = task.annotations["tags"]
         views = []
         for index in self.rng.permutation(len(tags))[:count]:
-            box = self._shifted(look_box(tag_region(tags[index], task.annotations["image_size"])))
-            view = episode.crop_view(original, crop_box(original, box, "normalized", limits),
-                                     limits.crop_from == "source")
+            view = self.look_crop(tags[index], task.annotations["image_size"])
             grid = (view.array.shape[0] // token_side, view.array.shape[1] // token_side)
             views.append(LabelledView(view.array, symbol_labels(view.region, grid, tags)))
         return views
+
+    def look_crop(self, tag: dict[str, Any], size: tuple[int, int]) -> Any:
+        """The view the env's zoom cuts and serves for `tag`'s look box (shifted by up to `READ_SHIFT`) on the
+        current episode's global view of an image of `size`, without spending the episode's calls."""
+        episode, limits = self.env.unwrapped._require_episode(), self.env.unwrapped.limits
+        original = episode.views[0]
+        box = self._shifted(look_box(tag_region(tag, size)))
+        return episode.crop_view(original, crop_box(original, box, "normalized", limits), limits.crop_from == "source")
 
     def colour_view(self, task: Task, token_side: int) -> LabelledView:
         """`task`'s global view as served, with the named colour of each `token_side`-pixel image token."""
@@ -394,9 +398,15 @@ def symbol_view_stream(config: PretrainConfig, token_side: int, split: str = "tr
 def reading_sheets(config: PretrainConfig, token_side: int) -> Iterator[LabelledView]:
     """Endless tag sheets (`rl_runner.tag_sheets`) of the configured suite's tags: glyph cell and frame as its
     first task draws them."""
+    cell, frame = suite_tag_style(config)
+    return sheet_stream(config.seed + 4, token_side, cell=cell, frame=frame)
+
+
+def suite_tag_style(config: PretrainConfig) -> tuple[int, int]:
+    """The glyph cell (px) and frame (cells) of the configured suite's tags, as its first task draws them."""
     _, task = next(suite_chunks(config, "train"))
     tag = task.annotations["tags"][0]
-    return sheet_stream(config.seed + 4, token_side, cell=tag["glyph"][2], frame=tag["frame"])
+    return tag["glyph"][2], tag["frame"]
 
 
 def colour_view_stream(config: PretrainConfig, token_side: int, split: str = "train") -> Iterator[LabelledView]:

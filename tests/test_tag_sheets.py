@@ -6,9 +6,8 @@ import itertools
 
 import numpy as np
 
-from pixel_gym.ops.crop import crop_box
 from pixel_gym.suites.glyphs import SYMBOLS
-from rl_runner.pretrain import default_config, look_box, reading_sheets, suite_chunks, tag_region
+from rl_runner.pretrain import default_config, suite_chunks, suite_tag_style
 from rl_runner.tag_sheets import SHEET_SCALES, SHEET_TOKENS, tag_sheet
 from rl_runner.vision_warmup import IGNORED, SYMBOL_VIEW_IDS
 
@@ -37,19 +36,15 @@ def test_sheets_draw_every_symbol_and_differ_from_sheet_to_sheet() -> None:
 
 def test_the_sheets_scale_spans_the_scale_the_look_crops_are_served_at() -> None:
     """Served pixels per source pixel of look crops in the main job's setting lie within `SHEET_SCALES`, and the
-    pretraining's sheets use the suite's own glyph cell and frame."""
+    pretraining's sheets take the suite's own glyph cell and frame."""
     config = default_config()
     scales = []
     for maker, task in itertools.islice(suite_chunks(config, "test"), 8):
         maker.env.reset(options={"task": task})
-        episode, limits = maker.env.unwrapped._require_episode(), maker.env.unwrapped.limits
-        original = episode.views[0]
         for tag in task.annotations["tags"][:3]:
-            box = maker._shifted(look_box(tag_region(tag, task.annotations["image_size"])))
-            view = episode.crop_view(original, crop_box(original, box, "normalized", limits),
-                                     limits.crop_from == "source")
+            view = maker.look_crop(tag, task.annotations["image_size"])
             scales.append(view.array.shape[1] / (view.region[2] - view.region[0]))
     low, high = np.percentile(scales, [5, 95])
     assert SHEET_SCALES[0] <= low and high <= SHEET_SCALES[1]
-    sheet = next(reading_sheets(config, 28))
-    assert sheet.pixels.shape == (SHEET_TOKENS * 28, SHEET_TOKENS * 28, 3)
+    assert suite_tag_style(config) == (2, 6)  # the main job's setting: 2-px cells, 6-cell frames
+    assert suite_tag_style(default_config(suite_kwargs={"cell": 3, "frame": 2})) == (3, 2)
