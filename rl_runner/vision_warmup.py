@@ -173,13 +173,14 @@ def warm_up_vision(
     symbol_views: Iterator[LabelledView] | None = None,
     symbol_batch: int = 8,
     crop_checks: Iterator[LabelledView] | None = None,
-    check_every: int = 25,
+    check_every: int = 50,
+    check_size: int = 32,
     checkpoint: Callable[[list[dict[str, float]]], None] | None = None,
     checkpoint_every: int = 250,
 ) -> list[dict[str, float]]:
     """Train the vision tower of `model` to tell each window's symbol (with `colour_views`, each global-view
     token's named colour; with `symbol_views`, each of their tokens' symbol, scored every `check_every` steps on
-    `symbol_batch` of the held-out `crop_checks`); returns the loss log. `checkpoint`, if given, is called with
+    `check_size` of the held-out `crop_checks`); returns the loss log. `checkpoint`, if given, is called with
     the log so far every `checkpoint_every` steps (to save the model: a long warm-up may be stopped)."""
     device = next(model.parameters()).device
     width = model.config.vision_config.out_hidden_size
@@ -209,7 +210,7 @@ def warm_up_vision(
             loss = loss + reading
             if crop_checks is not None and (step + 1) % check_every == 0:
                 record["crop_read_accuracy"] = held_out_accuracy(model, processor, reading_head,
-                                                                 [next(crop_checks) for _ in range(symbol_batch)])
+                                                                 [next(crop_checks) for _ in range(check_size)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trained, 1.0)

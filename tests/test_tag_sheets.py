@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText
 
+from agents.chat import load_processor
+from agents.tiny import BASE_SHAPE, build_tiny_model
+from benchmarks.vision_probe import tag_windows
 from pixel_gym.suites.glyphs import SYMBOLS
-from rl_runner.pretrain import default_config, suite_chunks, suite_tag_style
+from rl_runner.pretrain import default_config, suite_chunks, suite_tag_style, symbol_view_stream
 from rl_runner.tag_sheets import SHEET_SCALES, SHEET_TOKENS, tag_sheet
-from rl_runner.vision_warmup import IGNORED, SYMBOL_VIEW_IDS
+from rl_runner.vision_warmup import IGNORED, SYMBOL_VIEW_IDS, warm_up_vision
 
 
 def test_a_sheet_labels_many_tokens_with_glyphs_that_show_there() -> None:
@@ -48,3 +54,19 @@ def test_the_sheets_scale_spans_the_scale_the_look_crops_are_served_at() -> None
     assert SHEET_SCALES[0] <= low and high <= SHEET_SCALES[1]
     assert suite_tag_style(config) == (2, 6)  # the main job's setting: 2-px cells, 6-cell frames
     assert suite_tag_style(default_config(suite_kwargs={"cell": 3, "frame": 2})) == (3, 2)
+
+
+def test_the_reading_warm_up_scores_held_out_look_crops_every_check(tmp_path: Path) -> None:
+    """With `crop_checks`, every `check_every`-th step's record carries the untrained reading accuracy on
+    `check_size` held-out look crops (a share of their glyph tokens), the other records none."""
+    model_dir = build_tiny_model(tmp_path / "base", seed=0, shape=BASE_SHAPE)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    sheets = iter(lambda: tag_sheet(rng, 28), None)
+    log = warm_up_vision(model, load_processor(model_dir), tag_windows(rng), steps=4, batch_size=2,
+                         progress=False, symbol_views=sheets, symbol_batch=1,
+                         crop_checks=symbol_view_stream(default_config(), 28, split="test"), check_every=2,
+                         check_size=3)
+    checked = [r["step"] for r in log if "crop_read_accuracy" in r]
+    assert checked == [2, 4]
+    assert all(0.0 <= log[step - 1]["crop_read_accuracy"] <= 1.0 for step in checked)
