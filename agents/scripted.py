@@ -14,6 +14,8 @@ import numpy as np
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.ops import MAX_SELECTED_FRAMES
+from pixel_gym.ops.crop import NAME as CROP_OP
+from pixel_gym.ops.frames import NAME as FRAMES_OP
 from pixel_gym.tasks import Box, Task, choice_letters
 
 NORMALIZED_TOP = 0.99  # a box is read as normalized only if all four values are < 1 (the released rule)
@@ -45,11 +47,11 @@ def zoom_box(bbox: Sequence[float], decimals: int = 2) -> list[float]:
 def crop_call(bbox: Sequence[float], target_image: int = 1, decimals: int = 2) -> str:
     """A `crop_image_normalized` call on `bbox` as `zoom_box` rounds it."""
     arguments = {"bbox_2d": zoom_box(bbox, decimals), "target_image": target_image}
-    return format_tool_call("crop_image_normalized", arguments)
+    return format_tool_call(CROP_OP, arguments)
 
 
 def frames_call(frames: list[int]) -> str:
-    return format_tool_call("select_frames", {"target_frames": frames})
+    return format_tool_call(FRAMES_OP, {"target_frames": frames})
 
 
 def boxed(answer: str) -> str:

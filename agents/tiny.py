@@ -30,6 +30,8 @@ from transformers.utils import is_torchvision_available
 
 from pixel_gym import prompts
 from pixel_gym.actions import format_tool_call
+from pixel_gym.ops.crop import NAME as CROP_OP
+from pixel_gym.ops.frames import NAME as FRAMES_OP
 
 TINY_VERSION = "v2"
 BPE_VOCAB_SIZE = 2048
@@ -355,11 +357,11 @@ def _words(rng: random.Random) -> str:
 def _tool_call(rng: random.Random) -> str:
     if rng.random() < 0.2:
         frames = sorted(rng.sample(range(1, 17), rng.randint(1, 8)))
-        return format_tool_call("select_frames", {"target_frames": frames})
+        return format_tool_call(FRAMES_OP, {"target_frames": frames})
     x1, y1 = round(rng.random() * 0.7, 2), round(rng.random() * 0.7, 2)
     box = [x1, y1, round(x1 + 0.05 + rng.random() * 0.25, 2), round(y1 + 0.05 + rng.random() * 0.25, 2)]
     return f"{_thought(rng)}\n" + format_tool_call(
-        "crop_image_normalized", {"bbox_2d": box, "target_image": rng.randint(1, 3)}
+        CROP_OP, {"bbox_2d": box, "target_image": rng.randint(1, 3)}
     )
 
 

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 from benchmarks.report import report
 from pixel_gym.actions import format_tool_call
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.ops.crop import NAME as CROP_OP
 from pixel_gym.tasks import Task
 
 VSTAR_SIZE = (2246, 1582)
@@ -94,7 +95,7 @@ def zoom_plans(config: Config, seed: int = 0) -> Plans:
             x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
             box = [round(float(v), 3) for v in (x, y, x + w, y + h)]
             target = step + 1 if step % 3 == 2 else 1
-            call = format_tool_call("crop_image_normalized", {"bbox_2d": box, "target_image": target})
+            call = format_tool_call(CROP_OP, {"bbox_2d": box, "target_image": target})
             turns.append(f"The detail is too small; let me zoom in.\n{call}")
         plans.append(turns)
     return plans
