@@ -50,6 +50,12 @@ def crop_call(bbox: Sequence[float], target_image: int = 1, decimals: int = 2) -
     return format_tool_call(CROP_OP, arguments)
 
 
+def clipped_crop_call(bbox: Sequence[float]) -> str:
+    """A `crop_call` on a model's (or a shifted) `bbox`, each value first clipped into [0, `NORMALIZED_TOP`] so
+    the env reads it as normalized."""
+    return crop_call(np.clip(bbox, 0.0, NORMALIZED_TOP).tolist())
+
+
 def frames_call(frames: list[int]) -> str:
     return format_tool_call(FRAMES_OP, {"target_frames": frames})
 

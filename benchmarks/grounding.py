@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.scripted import crop_call
+from agents.scripted import clipped_crop_call
 from agents.vlm import VLMAgent
 from pixel_gym.env import PixelVQAEnv
 from pixel_gym.suites import make_suite
@@ -83,7 +83,7 @@ def score_box(env: PixelVQAEnv, case: GroundingCase, box: Sequence[float]) -> di
     """Whether `box` has the truth's first two digits, is within one tenth of them, and crops the target."""
     errors = [abs(round((box[i] - case.truth[i]) * 10)) for i in (0, 1)]
     env.reset(options={"task": case.task})
-    env.step(crop_call(np.clip(box, 0.0, 0.99).tolist(), decimals=2))
+    env.step(clipped_crop_call(box))
     return {"exact": max(errors) == 0, "within_one": max(errors) <= 1,
             "crop_hits": first_crop_hits(env.unwrapped._require_episode())}
 

@@ -54,7 +54,7 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText
 
 from agents.chat import load_processor
-from agents.scripted import crop_call, target_region, zoom_box
+from agents.scripted import clipped_crop_call, target_region, zoom_box
 from agents.tiny import BASE_SHAPE, build_tiny_model, ensure_tiny_model
 from pixel_gym.budgets import Budgets
 from pixel_gym.env import PixelVQAEnv
@@ -262,7 +262,7 @@ class ExampleMaker:
     def _zoomed(self, box: np.ndarray, shift: bool) -> np.ndarray:
         """The view the env shows for a crop on `box` (shifted by up to `READ_SHIFT` along each axis)."""
         box = self._shifted(box) if shift else box
-        obs, *_ = self.env.step(crop_call(np.clip(box, 0.0, 0.99), decimals=2))
+        obs, *_ = self.env.step(clipped_crop_call(box))
         return obs["images"][-1]
 
     def _in_last_view(self, box: Sequence[float]) -> tuple[float, float, float, float]:
