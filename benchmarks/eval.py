@@ -16,7 +16,7 @@ share with at least one successful pixel operation. A table per suite and catego
 and saved (`summary.json`, `summary.md`), and a few of this run's episodes per suite are drawn with their zoom
 boxes into `<out>/gallery_<suite>.png`. Generation allows 2048 new tokens per turn, as the released evaluation does.
 The first `--keep-episodes` (32) episodes per suite are kept, turns and boxes, for `python -m benchmarks.view` in
-`<out>/episodes/<suite>/` (`benchmarks.episodes`).
+`<out>/episodes/<suite>/` (`pixel_gym.recording`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.scripted import BlindAgent, OracleAgent, RandomAgent
-from benchmarks.episodes import MAX_EPISODES, Played, record_episodes
-from benchmarks.gallery import save_gallery
 from pixel_gym.datasets import DATASETS, benchmark_score, load_tasks
 from pixel_gym.datasets.metrics import released_score
 from pixel_gym.env import PixelVQAEnv
+from pixel_gym.gallery import save_gallery
+from pixel_gym.recording import MAX_EPISODES, Played, record_episodes
 from pixel_gym.render import render_episode
 from pixel_gym.reward import NO_CURIOSITY
 from pixel_gym.scores import pixel_reasoner_score

@@ -1,6 +1,6 @@
 """`python -m benchmarks.view RUN_OR_EVAL_DIR [--out PAGE.html]`: the recorded episodes as one HTML page.
 
-Reads every recording (`benchmarks.episodes`) at or under the folder: a training run's `episodes/<eval>/` or a
+Reads every recording (`pixel_gym.recording`) at or under the folder: a training run's `episodes/<eval>/` or a
 `benchmarks.eval` folder's `episodes/<suite>/`. The page is self-contained (images inlined as data URIs, no server,
 no network): per episode the question, the options, every turn's text, each view the model was shown with the boxes
 of the crops cut from it (the crop itself beside it), tool errors, the answer and the reward parts. Filters (by
@@ -16,7 +16,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from benchmarks.episodes import EPISODES_FILE, find_recordings, read_episodes
+from pixel_gym.recording import EPISODES_FILE, find_recordings, read_episodes
 
 PAGE = "episodes.html"
 FILTERS = (("recording", "Recording"), ("suite", "Suite"), ("category", "Category"))

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from agents.scripted import guess
-from benchmarks.episodes import Played, record_episodes
-from benchmarks.gallery import save_gallery
 from pixel_gym.episode import Episode
+from pixel_gym.gallery import save_gallery
+from pixel_gym.recording import Played, record_episodes
 from pixel_gym.render import render_episode
 from pixel_gym.reward import RewardParts, score_answer
 from pixel_gym.tasks import Box, Task
@@ -98,7 +98,7 @@ def format_eval(record: dict[str, Any]) -> str:
 
 def keep_episodes(folder: Path, stats: RolloutStats, episodes: Sequence[Episode], parts: Sequence[RewardParts],
                   suite: str) -> None:
-    """Keep an evaluation's first episodes (`benchmarks.episodes`, for `benchmarks.view`) in `folder` and draw its
+    """Keep an evaluation's first episodes (`pixel_gym.recording`, for `benchmarks.view`) in `folder` and draw its
     zoom gallery (episodes that made a tool call first, none when no episode played) into `folder/gallery.png`."""
     played = [i for i, record in enumerate(stats.episodes) if not record.error]
     record_episodes(folder, [Played(episodes[i], suite, stats.episodes[i].correctness, reward_parts(parts[i]))

@@ -15,9 +15,9 @@ from PIL import Image
 from test_loggers import readme_commands
 
 from benchmarks import view
-from benchmarks.episodes import MAX_EPISODES, find_recordings, read_episodes
 from benchmarks.eval import Settings, evaluate_suite, load_suite
 from benchmarks.eval import main as evaluate
+from pixel_gym.recording import MAX_EPISODES, find_recordings, read_episodes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get "
