@@ -17,10 +17,11 @@ Kinds of example:
   turn: the option's letter (`option_pointer` supervises that lookup, `rl_runner.pointer.option_hops`).
 
 Before the chats, `rl_runner.vision_warmup` trains the vision tower alone (`--vision-steps`) on tag windows (the
-symbol), on global views (each token's named colour, `colour_warmup`) and on dense tag sheets at the look crops'
-scale (each token's symbol, `read_warmup`; scored on look crops), and during them `rl_runner.token_positions`
-adds a loss that asks each image token where it lies (`position_weight`) and `rl_runner.pointer` one that points
-a head at the tag an answer is about (`pointer_weight`).
+symbol), on global views (each token's named colour, `colour_warmup`, and its tenth of the view,
+`tower_position`) and on dense tag sheets at the look crops' scale (each token's symbol, `read_warmup`; scored
+on look crops), and during them `rl_runner.token_positions` adds a loss that asks each image token where it
+lies (`position_weight`) and `rl_runner.pointer` one that points a head at the tag an answer is about
+(`pointer_weight`).
 
 The main job's model "tiny" is this base: the one committed under `models/pixel-tiny-base` (built by
 `python -m rl_runner.pretrain --out models/pixel-tiny-base`) where there is one, else a short pretraining of
@@ -120,6 +121,7 @@ class PretrainConfig:
     vision_steps: int = 400  # the vision tower's warm-up before the chats (`rl_runner.vision_warmup`); 0: none
     shift_ramp: tuple[int, int] | None = None  # warm-up steps over which tags move from centred to anywhere
     colour_warmup: bool = True  # the warm-up also teaches each global-view token its tag's named colour
+    tower_position: bool = True  # and its tenth of the view along x and y (with `colour_warmup`)
     read_warmup: bool = False  # the warm-up also teaches each token of dense tag sheets the symbol whose glyph
     # centre it holds (`rl_runner.tag_sheets`), scored on held-out look crops
     position_weight: float = 1.0  # weight of the image tokens' position loss (`rl_runner.token_positions`)
@@ -509,7 +511,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> list[dict[str, fl
             (out / "vision_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in warm_log))
 
         vision_log = warm_up_vision(model, processor, window_stream(config), config.vision_steps, VISION_BATCH,
-                                    progress=progress, colour_views=colours, symbol_views=sheets, crop_checks=crops,
+                                    progress=progress, colour_views=colours, tower_position=config.tower_position,
+                                    symbol_views=sheets, crop_checks=crops,
                                     checkpoint=save_warmed, checkpoint_every=config.save_every)
         save_warmed(vision_log)
     warmed = bool(config.init) or bool(config.tower) or bool(vision_log)
@@ -650,6 +653,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shift-ramp", type=int, nargs=2, metavar=("START", "END"),
                         help="warm-up steps over which a window's tag moves from centred to anywhere (default: "
                         "always centred)")
+    parser.add_argument("--no-tower-position", dest="tower_position", action="store_false",
+                        help="leave the tower's per-token position loss out of the warm-up's global views")
     parser.add_argument("--position-weight", type=float, default=defaults.position_weight,
                         help="weight of the image tokens' position loss during the chats (0: none)")
     parser.add_argument("--pointer-weight", type=float, default=defaults.pointer_weight,
@@ -674,8 +679,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = default_config(out=args.out, init=args.init, tower=args.tower, steps=args.steps,
                             vision_steps=args.vision_steps,
-                            colour_warmup=args.colour_warmup, read_warmup=args.read_warmup,
-                            position_weight=args.position_weight,
+                            colour_warmup=args.colour_warmup, tower_position=args.tower_position,
+                            read_warmup=args.read_warmup, position_weight=args.position_weight,
                             pointer_weight=args.pointer_weight, freeze_tower=args.freeze_tower,
                             look_prompt=args.look_prompt, kind_counts=args.kind_counts,
                             option_pointer=args.option_pointer,

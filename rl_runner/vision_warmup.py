@@ -150,14 +150,15 @@ def symbol_loss(model: nn.Module, processor, head: nn.Module, windows: Sequence[
     return nn.functional.cross_entropy(logits, torch.tensor([SYMBOL_IDS[w.symbol] for w in windows], device=device))
 
 
-def global_view_losses(model: nn.Module, processor, colour_head: nn.Module, position_head: PositionHead,
-                       views: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross-entropy of the named colour held (`token_label_loss`), and of each token's tenth of the
-    image along x and y (`rl_runner.token_positions`)."""
+def global_view_losses(model: nn.Module, processor, colour_head: nn.Module, position_head: PositionHead | None,
+                       views: Sequence[LabelledView]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token cross-entropy of the named colour held (`token_label_loss`), and (with a `position_head`) of
+    each token's tenth of the image along x and y (`rl_runner.token_positions`)."""
     tokens, labels, grid = view_tokens(model, processor, views)
     colour = token_label_loss(colour_head, tokens, labels)
-    position = tenths_loss(position_head, tokens, *position_targets(grid, processor.image_processor.merge_size))
-    return colour, position
+    if position_head is None:
+        return colour, None
+    return colour, tenths_loss(position_head, tokens, *position_targets(grid, processor.image_processor.merge_size))
 
 
 def warm_up_vision(
@@ -170,6 +171,7 @@ def warm_up_vision(
     progress: bool = True,
     colour_views: Iterator[LabelledView] | None = None,
     colour_batch: int = 8,
+    tower_position: bool = True,
     symbol_views: Iterator[LabelledView] | None = None,
     symbol_batch: int = 8,
     crop_checks: Iterator[LabelledView] | None = None,
@@ -179,17 +181,18 @@ def warm_up_vision(
     checkpoint_every: int = 250,
 ) -> list[dict[str, float]]:
     """Train the vision tower of `model` to tell each window's symbol (with `colour_views`, each global-view
-    token's named colour; with `symbol_views`, each of their tokens' symbol, scored every `check_every` steps on
-    `check_size` of the held-out `crop_checks`); returns the loss log. `checkpoint`, if given, is called with
-    the log so far every `checkpoint_every` steps (to save the model: a long warm-up may be stopped)."""
+    token's named colour and, with `tower_position`, its tenth of the view; with `symbol_views`, each of their
+    tokens' symbol, scored every `check_every` steps on `check_size` of the held-out `crop_checks`); returns
+    the loss log. `checkpoint`, if given, is called with the log so far every `checkpoint_every` steps (to save
+    the model: a long warm-up may be stopped)."""
     device = next(model.parameters()).device
     width = model.config.vision_config.out_hidden_size
     symbol_head = nn.Linear(width, len(SYMBOL_IDS)).to(device)
     colour_head = nn.Linear(width, len(COLOUR_IDS) + 1).to(device)
-    position_head = PositionHead(width).to(device)
+    position_head = PositionHead(width).to(device) if tower_position else None
     reading_head = nn.Linear(width, len(SYMBOL_VIEW_IDS) + 1).to(device)
     trained = [*model.model.visual.parameters(), *symbol_head.parameters(), *colour_head.parameters(),
-               *position_head.parameters(), *reading_head.parameters()]
+               *(position_head.parameters() if position_head else ()), *reading_head.parameters()]
     optimizer = torch.optim.AdamW(trained, lr=lr)
     log: list[dict[str, float]] = []
     model.train()
@@ -200,8 +203,11 @@ def warm_up_vision(
         if colour_views is not None:
             views = [next(colour_views) for _ in range(colour_batch)]
             colour, position = global_view_losses(model, processor, colour_head, position_head, views)
-            record["loss_colour"], record["loss_tower_position"] = float(colour.detach()), float(position.detach())
-            loss = loss + colour + position
+            record["loss_colour"] = float(colour.detach())
+            loss = loss + colour
+            if position is not None:
+                record["loss_tower_position"] = float(position.detach())
+                loss = loss + position
         if symbol_views is not None:
             tokens, labels, _ = view_tokens(model, processor, [next(symbol_views) for _ in range(symbol_batch)])
             reading = token_label_loss(reading_head, tokens, labels)

@@ -269,15 +269,17 @@ def test_the_readme_pretraining_commands_run(tmp_path: Path) -> None:
 
 
 def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
-    """`--no-colour-warmup` leaves the colour term out of the warm-up, `--position-weight 0` the position loss;
+    """`--no-colour-warmup` leaves the colour term out of the warm-up (`--no-tower-position` its position term),
+    `--position-weight 0` the chats' position loss;
     `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
-          "--no-colour-warmup", "--no-read-warmup", "--position-weight", "0", "--pointer-weight", "0",
-          "--shift-ramp", "0", "1",
+          "--no-colour-warmup", "--no-tower-position", "--no-read-warmup", "--position-weight", "0",
+          "--pointer-weight", "0", "--shift-ramp", "0", "1",
           "--kind-counts", '{"ground": 1, "match": 2}', "--look-prompt", "short", "--no-option-pointer"])
     config = json.loads((out / "pretrain_config.json").read_text())
     assert config["colour_warmup"] is False and config["read_warmup"] is False
+    assert config["tower_position"] is False and PretrainConfig().tower_position is True
     assert config["position_weight"] == 0 and config["shift_ramp"] == [0, 1]
     assert config["kind_counts"] == {"ground": 1, "match": 2} and config["look_prompt"] == "short"
     assert config["option_pointer"] is False and PretrainConfig().option_pointer is True

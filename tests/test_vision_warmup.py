@@ -78,6 +78,11 @@ def test_colour_warm_up_finds_the_named_tags_in_global_views(tmp_path: Path) -> 
     log = warm_up_vision(model, processor, tag_windows(np.random.default_rng(0)), steps=60, batch_size=4,
                          progress=False, colour_views=itertools.cycle(views), colour_batch=4)
     assert np.mean([r["loss_colour"] for r in log[-10:]]) < 1.5
+    assert all("loss_tower_position" in r for r in log)
+    without_position = warm_up_vision(model, processor, tag_windows(np.random.default_rng(0)), steps=2, batch_size=2,
+                                      progress=False, colour_views=itertools.cycle(views), colour_batch=2,
+                                      tower_position=False)
+    assert all("loss_colour" in r and "loss_tower_position" not in r for r in without_position)
 
 
 def test_shift_ramp_moves_the_tags_off_centre_as_the_steps_go_by() -> None:
