@@ -270,8 +270,7 @@ def test_the_readme_pretraining_commands_run(tmp_path: Path) -> None:
 
 def test_the_warm_up_flags_reach_the_config(tmp_path: Path) -> None:
     """`--no-colour-warmup` leaves the colour term out of the warm-up (`--no-tower-position` its position term),
-    `--position-weight 0` the chats' position loss;
-    `--shift-ramp` reaches the config."""
+    `--position-weight 0` the chats' position loss; `--shift-ramp` reaches the config."""
     out = tmp_path / "base"
     main(["--out", str(out), "--steps", "1", "--vision-steps", "1", "--batch-size", "2", "--threads", "1",
           "--no-colour-warmup", "--no-tower-position", "--no-read-warmup", "--position-weight", "0",

@@ -14,7 +14,7 @@ from agents.tiny import BASE_SHAPE, build_tiny_model
 from benchmarks.vision_probe import tag_windows
 from pixel_gym.suites.glyphs import SYMBOLS
 from rl_runner.pretrain import default_config, suite_chunks, suite_tag_style, symbol_view_stream
-from rl_runner.tag_sheets import SHEET_SCALES, SHEET_TOKENS, tag_sheet
+from rl_runner.tag_sheets import SHEET_SCALES, SHEET_TOKENS, sheet_stream, tag_sheet
 from rl_runner.vision_warmup import IGNORED, SYMBOL_VIEW_IDS, warm_up_vision
 
 
@@ -61,10 +61,8 @@ def test_the_reading_warm_up_scores_held_out_look_crops_every_check(tmp_path: Pa
     `check_size` held-out look crops (a share of their glyph tokens), the other records none."""
     model_dir = build_tiny_model(tmp_path / "base", seed=0, shape=BASE_SHAPE)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    rng = np.random.default_rng(0)
-    sheets = iter(lambda: tag_sheet(rng, 28), None)
-    log = warm_up_vision(model, load_processor(model_dir), tag_windows(rng), steps=4, batch_size=2,
-                         progress=False, symbol_views=sheets, symbol_batch=1,
+    log = warm_up_vision(model, load_processor(model_dir), tag_windows(np.random.default_rng(0)), steps=4,
+                         batch_size=2, progress=False, symbol_views=sheet_stream(0, 28), symbol_batch=1,
                          crop_checks=symbol_view_stream(default_config(), 28, split="test"), check_every=2,
                          check_size=3)
     checked = [r["step"] for r in log if "crop_read_accuracy" in r]
